@@ -1,0 +1,12 @@
+"""edvr_fast: EDVR video restoration (deblurring, super-resolution), fast and easy on your own data.
+
+Importing the package loads the operator registry only; data modules (lmdb, OpenCV) load on demand.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from edvr_fast import errors  # noqa: F401
+
+__all__ = ["__version__", "errors"]
