@@ -108,8 +108,9 @@ def _register_fake() -> None:
 
     @torch.library.register_fake(f"{NAMESPACE}::{BWD}")
     def _(grad_output, input, offset, mask, weight, stride, padding, dilation, groups, offset_groups):
-        return (torch.empty_like(input), torch.empty_like(offset), torch.empty_like(mask),
-                torch.empty_like(weight), weight.new_empty((weight.shape[0],)))
+        # Every kernel returns contiguous gradients, whatever the memory format of its inputs.
+        return (input.new_empty(input.shape), offset.new_empty(offset.shape), mask.new_empty(mask.shape),
+                weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],)))
 
 
 def _setup_context(ctx, inputs, output) -> None:

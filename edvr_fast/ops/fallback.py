@@ -122,7 +122,7 @@ def forward(
     out = torch.einsum("gok,ngkl->ngol", w, cols).reshape(N, Co, Ho, Wo)
     if bias is not None:
         out = out + bias.to(cd).view(1, Co, 1, 1)
-    return out.to(inp.dtype)
+    return out.to(inp.dtype).contiguous()
 
 
 def backward(
@@ -170,9 +170,9 @@ def backward(
     gy = (grad_val * dval_dy).sum(2).view(N, G, K, 1, Ho, Wo)
     gx = (grad_val * dval_dx).sum(2).view(N, G, K, 1, Ho, Wo)
     grad_off = torch.cat([gy, gx], dim=3).view(N, 2 * G * K, Ho, Wo)
-    dt = inp.dtype
-    return (grad_in.to(dt), grad_off.to(offset.dtype), grad_mask.to(mask.dtype),
+    outs = (grad_in.to(inp.dtype), grad_off.to(offset.dtype), grad_mask.to(mask.dtype),
             grad_w.to(weight.dtype), grad_b.to(weight.dtype))
+    return tuple(t.contiguous() for t in outs)  # type: ignore[return-value]
 
 
 def output_size(

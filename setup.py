@@ -1,0 +1,96 @@
+"""Builds edvr_fast._C from csrc/: the C++ part always, the CUDA part when torch has CUDA and nvcc exists.
+
+Install with `pip install --no-build-isolation .` so the extension compiles against the installed torch.
+Environment: TORCH_CUDA_ARCH_LIST (default below when no GPU is visible), MAX_JOBS (parallel compile
+jobs), EDVR_FAST_BUILD_CUDA=0 (skip the CUDA kernels), CUDA_HOME (found automatically when unset).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+# Architectures our users run, with PTX for newer GPUs. Used when TORCH_CUDA_ARCH_LIST is unset and no
+# GPU is visible (torch's own default raises an IndexError without a GPU).
+DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0+PTX"
+
+
+def _find_cuda_home() -> str | None:
+    """CUDA_HOME if set, else the toolkit that holds nvcc (torch guesses /usr/local and fails to link)."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    for cand in ("/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)):
+        if os.path.exists(os.path.join(cand, "bin", "nvcc")):
+            return cand
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        real = os.path.realpath(nvcc)
+        home = os.path.dirname(os.path.dirname(real))
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return None
+
+
+def _wheel_cuda_includes() -> list[str]:
+    """Headers that ATen's CUDA headers include (cublas_v2.h, cusparse.h...) live in the nvidia wheels."""
+    try:
+        import nvidia  # the namespace package of the nvidia-* wheels torch depends on
+    except ImportError:
+        return []
+    dirs = []
+    for base in getattr(nvidia, "__path__", []):
+        dirs += sorted(glob.glob(os.path.join(base, "cu*", "include")))
+        dirs += sorted(glob.glob(os.path.join(base, "*", "include")))
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def _want_cuda(torch) -> bool:
+    if os.environ.get("EDVR_FAST_BUILD_CUDA", "").strip() == "0":
+        return False
+    return torch.version.cuda is not None and os.environ.get("CUDA_HOME") is not None
+
+
+def build_extensions():
+    cuda_home = _find_cuda_home()
+    if cuda_home:
+        os.environ.setdefault("CUDA_HOME", cuda_home)  # before cpp_extension reads it at import
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    with_cuda = _want_cuda(torch)
+    if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+        print(f"edvr_fast: no GPU visible, building for TORCH_CUDA_ARCH_LIST={DEFAULT_ARCH_LIST}")
+
+    sources = ["csrc/module.cpp", "csrc/ops/modulated_deform_conv.cpp",
+               "csrc/ops/autocast/modulated_deform_conv_autocast.cpp"]
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "loader").glob("*.cpp"))
+    define = [("EDVR_FAST_TORCH_VERSION", f'"{torch.__version__}"')]
+    # No -std flag: torch.utils.cpp_extension picks the standard its headers need (C++20 from torch 2.13).
+    cxx = ["-O3", "-fvisibility=hidden"]
+    include_dirs = [str(ROOT / "csrc")]
+    kwargs: dict = {}
+    if with_cuda:
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops" / "cuda").glob("*.cu"))
+        define.append(("EDVR_FAST_WITH_CUDA", None))
+        include_dirs += _wheel_cuda_includes()
+        nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        ext_cls = CUDAExtension
+        kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": nvcc}
+    else:
+        ext_cls = CppExtension
+        kwargs["extra_compile_args"] = {"cxx": cxx}
+    print(f"edvr_fast: building edvr_fast._C with{'' if with_cuda else 'out'} CUDA kernels "
+          f"(torch {torch.__version__}, CUDA_HOME={os.environ.get('CUDA_HOME')})", file=sys.stderr)
+    ext = ext_cls("edvr_fast._C", sources, include_dirs=include_dirs, define_macros=define, **kwargs)
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = build_extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
