@@ -29,7 +29,17 @@ using dcn::Item;
 constexpr int kThreads = 256;
 // Upper bound of the column buffer. 256 MiB holds a batch of 16 at PCD level 1 (64x64, 64 ch, 3x3)
 // in one chunk; torchvision's unchunked buffer for batch 16 at 256x256 would be 2.4 GB.
+// EDVR_FAST_DCN_COLUMN_BUDGET_MB overrides it (tests use it to exercise chunking at small sizes).
 constexpr int64_t kColumnBudgetBytes = int64_t(256) << 20;
+
+int64_t column_budget_bytes() {
+  const char* v = std::getenv("EDVR_FAST_DCN_COLUMN_BUDGET_MB");
+  if (v != nullptr && *v != '\0') {
+    const double mb = std::atof(v);
+    if (mb > 0) return static_cast<int64_t>(mb * 1024.0 * 1024.0);
+  }
+  return kColumnBudgetBytes;
+}
 
 int64_t blocks_for(int64_t items) {
   const int64_t max_blocks = int64_t(1) << 30;
@@ -176,7 +186,7 @@ void check_args(const at::Tensor& input, const at::Tensor& offset, const at::Ten
 
 int64_t chunk_size(int64_t N, const Geometry& geo, size_t elem) {
   const int64_t per_image = int64_t(geo.C) * geo.K() * geo.L() * static_cast<int64_t>(elem);
-  return std::max<int64_t>(1, std::min<int64_t>(N, kColumnBudgetBytes / std::max<int64_t>(per_image, 1)));
+  return std::max<int64_t>(1, std::min<int64_t>(N, column_budget_bytes() / std::max<int64_t>(per_image, 1)));
 }
 
 void launch_columns(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, at::Tensor& cols,

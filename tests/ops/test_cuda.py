@@ -1,0 +1,155 @@
+"""The compiled CUDA kernels against the float64 fallback (run on the GPU machine; skipped without CUDA)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+from dcn_reference import make_case
+
+from edvr_fast.ops import backend, fallback, modulated_deform_conv2d
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+
+def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a.double() - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def _random_shape(rng: random.Random, N: int) -> dict:
+    kh, kw = rng.choice([(3, 3), (3, 3), (1, 1), (2, 3), (3, 1), (5, 5)])
+    groups = rng.choice([1, 1, 2])
+    offset_groups = rng.choice([1, 2, 4, 8])
+    C = 8 * rng.choice([1, 2, 4]) * groups
+    while C % offset_groups:
+        offset_groups //= 2
+    return dict(N=N, C=C, Co=groups * rng.choice([4, 8, 16]), H=rng.randint(5, 23), W=rng.randint(5, 23),
+                kh=kh, kw=kw, stride=(rng.choice([1, 2]), rng.choice([1, 2])),
+                padding=(rng.randint(0, 2), rng.randint(0, 2)), dilation=(rng.choice([1, 2]), rng.choice([1, 2])),
+                groups=groups, offset_groups=offset_groups, offset_scale=rng.choice([0.5, 2.0, 8.0]))
+
+
+def _check_against_reference(shape: dict, dtype: torch.dtype, seed: int) -> None:
+    args64, conv = make_case(**shape, seed=seed, device="cuda")
+    stride, padding, dilation = conv["stride"], conv["padding"], conv["dilation"]
+    x, off, m, w, b = args64
+    ref_out = fallback.forward(x, off, m, w, b, stride, padding, dilation, conv["groups"], conv["offset_groups"])
+    g = torch.randn_like(ref_out)
+    ref_grads = fallback.backward(g, x, off, m, w, stride, padding, dilation, conv["groups"], conv["offset_groups"])
+    low = [a.to(dtype).requires_grad_() for a in args64]
+    out = modulated_deform_conv2d(*low, **conv)
+    assert out.dtype == dtype
+    out.backward(g.to(dtype))
+    tol = TOL[dtype]
+    # Reduced-precision inputs: compare with the float64 result of the *rounded* inputs, so that only
+    # the kernel's arithmetic is measured, not the rounding of the inputs.
+    if dtype != torch.float32:
+        x, off, m, w, b = (a.detach().to(dtype).double() for a in low)
+        ref_out = fallback.forward(x, off, m, w, b, stride, padding, dilation, conv["groups"], conv["offset_groups"])
+        gd = g.to(dtype).double()
+        ref_grads = fallback.backward(gd, x, off, m, w, stride, padding, dilation, conv["groups"],
+                                      conv["offset_groups"])
+    errs = {"out": _rel(out, ref_out)}
+    for name, t, r in zip(("input", "offset", "mask", "weight", "bias"), low, ref_grads):
+        errs[name] = _rel(t.grad, r)
+    bad = {k: v for k, v in errs.items() if not v < tol}
+    assert not bad, f"{dtype} {shape}: relative errors over {tol}: {bad}"
+
+
+def test_backend_is_compiled_kernel():
+    assert backend()["cuda"] == "cuda-kernel"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("N", [1, 80])
+def test_random_shapes_against_float64(dtype, N):
+    rng = random.Random(1000 + N)
+    for i in range(6):
+        _check_against_reference(_random_shape(rng, N), dtype, seed=i)
+
+
+@pytest.mark.parametrize("shape", [
+    dict(N=16, C=64, Co=64, H=32, W=32, kh=3, kw=3, offset_groups=8),  # PCD L2, training batch
+    dict(N=2, C=16, Co=16, H=12, W=10, kh=3, kw=3, offset_groups=8, offset_scale=40.0),  # far outside
+    dict(N=3, C=8, Co=8, H=9, W=9, kh=3, kw=3, mask_mode="zeros"),
+    dict(N=3, C=8, Co=8, H=9, W=9, kh=3, kw=3, mask_mode="ones", bias=False),
+])
+def test_named_shapes_fp32(shape):
+    _check_against_reference(shape, torch.float32, seed=7)
+
+
+def test_chunked_batch_matches(monkeypatch):
+    """A column budget smaller than one batch forces several chunks; results must not change."""
+    shape = dict(N=37, C=16, Co=8, H=11, W=13, kh=3, kw=3, offset_groups=4)
+    monkeypatch.setenv("EDVR_FAST_DCN_COLUMN_BUDGET_MB", "0.05")
+    _check_against_reference(shape, torch.float32, seed=3)
+
+
+def test_against_torchvision_fp32():
+    tv = pytest.importorskip("torchvision.ops")
+    args, conv = make_case(N=4, C=32, Co=16, H=17, W=19, kh=3, kw=3, offset_groups=4, dtype=torch.float32,
+                           device="cuda", stride=(2, 1), dilation=(1, 2), padding=(1, 2))
+    x, off, m, w, b = (a.requires_grad_() for a in args)
+    ours = modulated_deform_conv2d(x, off, m, w, b, **conv)
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad(ours, (x, off, m, w, b), g)
+    theirs = tv.deform_conv2d(x, off, w, b, conv["stride"], conv["padding"], conv["dilation"], mask=m)
+    tgrads = torch.autograd.grad(theirs, (x, off, m, w, b), g)
+    assert _rel(ours, theirs.double()) < 1e-5
+    for a, t in zip(grads, tgrads):
+        assert _rel(a, t.double()) < 1e-5
+
+
+def test_opcheck_cuda():
+    args, conv = make_case(N=2, C=8, Co=8, H=7, W=6, kh=3, kw=3, offset_groups=2, dtype=torch.float32,
+                           device="cuda")
+    x, off, m, w, b = (a.requires_grad_() for a in args)
+    torch.library.opcheck(torch.ops.edvr_fast.modulated_deform_conv2d.default,
+                          (x, off, m, w, b, [1, 1], [1, 1], [1, 1], 1, 2))
+
+
+def test_autocast_bf16_is_native():
+    args, conv = make_case(N=2, C=16, Co=16, H=9, W=9, kh=3, kw=3, offset_groups=2, dtype=torch.float32,
+                           device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = modulated_deform_conv2d(*args, **conv)
+    assert out.dtype == torch.bfloat16
+
+
+def test_deterministic_mode_raises_on_backward():
+    args, conv = make_case(N=1, C=8, Co=8, H=6, W=6, kh=3, kw=3, dtype=torch.float32, device="cuda")
+    x, off, m, w, b = (a.requires_grad_() for a in args)
+    out = modulated_deform_conv2d(x, off, m, w, b, **conv)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="modulated_deform_conv2d_backward"):
+            out.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_compile_fullgraph_cuda():
+    from edvr_fast.ops import DCNPack
+
+    mod = DCNPack(16, 16, 3, padding=1, offset_groups=4).cuda()
+    torch.nn.init.normal_(mod.conv_offset.weight, std=0.05)
+    x, feat = torch.randn(2, 16, 12, 12, device="cuda"), torch.randn(2, 16, 12, 12, device="cuda")
+    eager = mod(x, feat)
+    out = torch.compile(mod, fullgraph=True)(x, feat)
+    assert _rel(out, eager.double()) < 1e-5
+
+
+def test_large_batch_no_atomic_blowup():
+    """Batch 64 at PCD L1 size must run and agree with the fallback on a slice (no 32-image chunk bugs)."""
+    if os.environ.get("EDVR_FAST_SKIP_LARGE") == "1":
+        pytest.skip("EDVR_FAST_SKIP_LARGE=1")
+    args, conv = make_case(N=64, C=64, Co=64, H=64, W=64, kh=3, kw=3, offset_groups=8, dtype=torch.float32,
+                           device="cuda")
+    out = modulated_deform_conv2d(*args, **conv)
+    sl = [a[40:42] if a.dim() == 4 else a for a in args]
+    ref = fallback.forward(*[a.double() for a in sl], conv["stride"], conv["padding"], conv["dilation"], 1, 8)
+    assert _rel(out[40:42], ref) < 1e-5
