@@ -36,13 +36,14 @@ def _check_complete(data: bytes, path: Path) -> None:
     """Reject files that stop early: OpenCV happily decodes a cut-off JPEG into a half-grey image."""
     ext = path.suffix.lower()
     if ext in (".jpg", ".jpeg"):
-        tail = data.rstrip(b"\x00\r\n ")
-        if not tail.endswith(b"\xff\xd9"):
+        # The end-of-image marker must follow the last start-of-scan: an EXIF thumbnail's EOI comes
+        # earlier, trailing bytes after the EOI are harmless, and entropy-coded data never holds FFD9.
+        if data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 0):
             raise DatasetError(
                 "JPEG is truncated (no end-of-image marker)", path, "re-export or remove this frame"
             )
     elif ext == ".png":
-        if b"IEND" not in data[-64:]:
+        if data.rfind(b"IEND") < max(data.rfind(b"IDAT"), 0):
             raise DatasetError("PNG is truncated (no IEND chunk)", path, "re-export or remove this frame")
 
 

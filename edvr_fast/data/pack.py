@@ -46,6 +46,13 @@ def partial_path(dst: str | os.PathLike) -> Path:
     return dst.with_name(dst.name + ".partial")
 
 
+def _is_replaceable(dst: Path) -> bool:
+    """--overwrite only ever deletes a previous pack or an empty folder, never a user's other data."""
+    if dst.is_dir():
+        return (dst / "meta.json").exists() or not any(dst.iterdir())
+    return False
+
+
 def _encode(img: np.ndarray, storage: str, jpg_quality: int) -> bytes | memoryview:
     if storage == "raw":
         return memoryview(np.ascontiguousarray(img)).cast("B")
@@ -196,6 +203,12 @@ def pack(
     if storage not in STORAGES:
         raise InputError(f"storage must be one of {STORAGES}, got {storage!r}")
     dst = Path(dst)
+    if dst.exists() and overwrite and not _is_replaceable(dst):
+        raise DatasetError(
+            "destination exists and is not a pack (no meta.json); refusing to delete it",
+            dst,
+            "choose another DST, or remove it yourself",
+        )
     if dst.exists() and not overwrite:
         raise DatasetError(
             "destination already exists", dst, "pass --overwrite to replace it, or choose another DST"
@@ -262,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m edvr_fast.data.pack",
         description="Pack video clips (folders of frames or video files) into an LMDB + meta.json.",
+        epilog="The pack is built in DST.partial and renamed when complete. A DST.partial left by a killed "
+        "run is deleted and the pack starts over (no resume).",
     )
     parser.add_argument(
         "paths",

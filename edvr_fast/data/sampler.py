@@ -14,12 +14,16 @@ Augmentation order on a cropped HWC frame: hflip (reverse W), then vflip (revers
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edvr_fast.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    from edvr_fast.data.store import ClipStore
 
 BOUNDARIES = ("replicate", "reflection", "new_info", "circle", "inside")
 
@@ -140,7 +144,9 @@ class SamplePlan:
                     )
 
     @classmethod
-    def from_store(cls, store, params: SampleParams, clip_ids: Sequence[int] | None = None) -> SamplePlan:
+    def from_store(
+        cls, store: ClipStore, params: SampleParams, clip_ids: Sequence[int] | None = None
+    ) -> SamplePlan:
         """Plan over a ClipStore (or anything with .clips holding num_frames/lq_shape/name, and .scale)."""
         return cls(
             params,
@@ -292,7 +298,7 @@ class ClipSampler:
     def __len__(self) -> int:
         return self.shard_size - self._start
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
         epoch, start = self.epoch, self._start
         order = self.indices(epoch)
         self._start = 0  # a resumed position applies to one pass only

@@ -233,3 +233,24 @@ def test_stale_pack_detected(small_pack: Path) -> None:
     reasons = stale_sources(meta)
     assert reasons and "'b'" in reasons[0]
     assert "STALE" in info.describe(small_pack)
+
+
+def test_overwrite_never_deletes_non_pack(tmp_path: Path) -> None:
+    write_pair(tmp_path / "s", "a", 0, 2, 8, 8)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(DatasetError, match="not a pack") as err:
+        pack(tmp_path / "s", precious, overwrite=True, progress=False)
+    assert str(precious) in str(err.value) and (precious / "thesis.txt").exists()
+    (tmp_path / "empty").mkdir()
+    pack(tmp_path / "s", tmp_path / "empty", overwrite=True, progress=False)
+    assert (tmp_path / "empty" / "meta.json").exists()
+
+
+def test_importing_package_loads_no_lmdb_or_cv2() -> None:
+    code = "import sys, edvr_fast, edvr_fast.data; assert not {'lmdb', 'cv2'} & set(sys.modules)"
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True
+    )
+    assert res.returncode == 0, res.stderr

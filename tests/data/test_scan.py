@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -131,12 +130,20 @@ def test_unreadable_image(tmp_path: Path) -> None:
     assert str(bad) in msg
 
 
-def test_truncated_jpeg(tmp_path: Path) -> None:
-    write_pair(tmp_path, "a", 0, 3, 24, 32, fmt="{:06d}.jpg")
-    bad = tmp_path / "gt" / "a" / "000000.jpg"
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_truncated_image(tmp_path: Path, ext: str) -> None:
+    write_pair(tmp_path, "a", 0, 3, 24, 32, fmt="{:06d}." + ext)
+    bad = tmp_path / "gt" / "a" / f"000000.{ext}"
     bad.write_bytes(bad.read_bytes()[:-200])
     msg = _err(tmp_path)
     assert "truncated" in msg and str(bad) in msg
+
+
+def test_jpeg_with_trailing_bytes_is_fine(tmp_path: Path) -> None:
+    write_pair(tmp_path, "a", 0, 2, 24, 32, fmt="{:06d}.jpg")
+    f = tmp_path / "input" / "a" / "000000.jpg"
+    f.write_bytes(f.read_bytes() + b"\x00" * 16 + b"trailer")
+    assert read_image(f).shape == (24, 32, 3)
 
 
 def test_non_integer_scale(tmp_path: Path) -> None:
@@ -185,4 +192,3 @@ def test_16_bit_image_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "input" / "a" / "000000.png"
     cv2.imwrite(str(bad), np.zeros((8, 8, 3), np.uint16))
     assert "8-bit" in _err(tmp_path)
-    shutil.rmtree(tmp_path / "input")

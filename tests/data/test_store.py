@@ -72,3 +72,12 @@ def test_one_environment_per_process(small_pack: Path) -> None:
     assert store_mod._ENVS[str(small_pack)][0] == mp.current_process().pid
     a.close()
     assert b.frame(0, 1, "lq").shape == (16, 20, 3)
+
+
+def test_views_stay_valid_while_open(small_pack: Path) -> None:
+    st = ClipStore(small_pack)
+    views = [(c, f, st.frame(c, f, "lq")) for c in range(3) for f in range(st.clips[c].num_frames)]
+    raws = [bytes(st.raw(0, f, "gt")) for f in range(3)]
+    for c, f, v in views:  # every earlier view still shows its own frame
+        assert np.array_equal(v, frame_pixels(c, f, *st.clips[c].lq_shape[:2]))
+    assert raws[0] != raws[1]
