@@ -32,15 +32,15 @@ fi
 rm -f edvr_fast/_C*.so
 step build 400 env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-16}" $PY setup.py -q build_ext --inplace
 step tests 300 $PY -m pytest tests/ops -q -p no:cacheprovider -rs --junitxml="$OUT/tests.xml"
-if [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/dev/null; then
-  step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitizer_case.py
-else
-  echo "=== sanitizer: skipped (no GPU or no compute-sanitizer)" | tee -a "$LOG"; STATUS[sanitizer]="skipped"
-fi
 BENCH_ARGS=(-k "cuda" --benchmark-json="$OUT/bench.json")
 [ "$HAVE_GPU" = 1 ] || BENCH_ARGS=(--benchmark-disable)
 EDVR_FAST_BENCH_SUMMARY="$OUT/ratios.json" step bench 300 $PY -m pytest benchmarks/test_bench_dcn.py -q \
   -p no:cacheprovider "${BENCH_ARGS[@]}"
+if [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/dev/null; then
+  step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitizer_case.py
+else
+  echo "=== sanitizer: skipped (no GPU or no compute-sanitizer)" | tee -a "$LOG"; STATUS[sanitizer]="skipped"
+fi
 {
   for k in "${!STATUS[@]}"; do echo "$k ${STATUS[$k]}"; done
 } > "$OUT/status.txt"
