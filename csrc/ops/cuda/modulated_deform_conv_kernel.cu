@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "modulated_deform_conv_math.cuh"
 
@@ -184,6 +185,12 @@ void check_args(const at::Tensor& input, const at::Tensor& offset, const at::Ten
               geo.Ho, ", ", geo.Wo, "], got ", mask.sizes());
 }
 
+// Sum over dims with an explicit accumulation dtype; spelled out because the braced-list overloads of
+// at::sum are ambiguous in some PyTorch versions (2.11).
+at::Tensor sum_over(const at::Tensor& t, std::vector<int64_t> dims, at::ScalarType dtype) {
+  return at::sum(t, at::OptionalIntArrayRef(at::IntArrayRef(dims)), false, std::optional<at::ScalarType>(dtype));
+}
+
 int64_t chunk_size(int64_t N, const Geometry& geo, size_t elem) {
   const int64_t per_image = int64_t(geo.C) * geo.K() * geo.L() * static_cast<int64_t>(elem);
   return std::max<int64_t>(1, std::min<int64_t>(N, column_budget_bytes() / std::max<int64_t>(per_image, 1)));
@@ -259,7 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
   at::Tensor grad_mask = at::empty(mask.sizes(), mask.options());
   at::Tensor grad_weight = at::zeros({groups, Cog, Kg}, weight.options().dtype(at::kFloat));
   if (weight.scalar_type() == at::kDouble) grad_weight = grad_weight.to(at::kDouble);
-  at::Tensor grad_bias = at::sum(grad_out, {0, 2}, false, reduced ? at::kFloat : grad_out.scalar_type());
+  at::Tensor grad_bias = sum_over(grad_out, {0, 2}, reduced ? at::kFloat : grad_out.scalar_type());
   if (N > 0) {
     const at::Tensor w = weight.view({groups, Cog, Kg});
     const int64_t chunk = chunk_size(N, geo, input.element_size());
@@ -273,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
       for (int64_t g = 0; g < groups; ++g) {
         const at::Tensor go_g = go.narrow(1, g * Cog, Cog);           // [n, Cog, L]
         const at::Tensor cols_g = cols.narrow(1, g * Kg, Kg);         // [n, Kg, L]
-        grad_weight[g].add_(at::sum(at::matmul(go_g, cols_g.transpose(1, 2)), {0}, false, grad_weight.scalar_type()));
+        grad_weight[g].add_(sum_over(at::matmul(go_g, cols_g.transpose(1, 2)), {0}, grad_weight.scalar_type()));
       }
       // cols now holds the column gradient: W^T x grad_out (the same buffer, stream-ordered).
       for (int64_t g = 0; g < groups; ++g) {
