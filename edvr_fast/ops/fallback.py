@@ -46,18 +46,24 @@ def _sampling_plan(
     ws = torch.arange(Wo, device=dev, dtype=compute_dtype) * stride[1] - padding[1]
     base_y = hs.view(1, Ho, 1) + (ki * dilation[0]).view(K, 1, 1)  # [K,Ho,1]
     base_x = ws.view(1, 1, Wo) + (kj * dilation[1]).view(K, 1, 1)  # [K,1,Wo]
-    y = base_y.unsqueeze(0).unsqueeze(0) + off[:, :, :, 0]  # [N,G,K,Ho,Wo]
-    x = base_x.unsqueeze(0).unsqueeze(0) + off[:, :, :, 1]
-    y0f = torch.floor(y)
-    x0f = torch.floor(x)
-    ly = y - y0f
-    lx = x - x0f
-    y0 = y0f.long()
-    x0 = x0f.long()
+    # Integer and fractional parts come from the offset alone (exact), as in the CUDA kernels; adding the
+    # whole-pixel base first would round large coordinates and could flip floor() near a whole pixel.
+    dy, dx = off[:, :, :, 0], off[:, :, :, 1]  # [N,G,K,Ho,Wo]
+    fy, fx = torch.floor(dy), torch.floor(dx)
+    ly, lx = dy - fy, dx - fx
+    y0f = base_y.unsqueeze(0).unsqueeze(0) + fy
+    x0f = base_x.unsqueeze(0).unsqueeze(0) + fx
+    # The DCNv2 rule: a point with y <= -1, y >= H, x <= -1 or x >= W samples zero and has no gradient.
+    inside = (((y0f > -1) | ((y0f == -1) & (ly > 0))) & (y0f < H)
+              & ((x0f > -1) | ((x0f == -1) & (lx > 0))) & (x0f < W))
+    zero = torch.zeros((), dtype=compute_dtype, device=dev)
+    y0 = torch.where(inside, y0f, zero).long()  # NaN or huge offsets never reach an index
+    x0 = torch.where(inside, x0f, zero).long()
+    ly, lx = torch.where(inside, ly, zero), torch.where(inside, lx, zero)
     y1 = y0 + 1
     x1 = x0 + 1
-    vy0 = (y0 >= 0) & (y0 < H)
-    vy1 = (y1 >= 0) & (y1 < H)
+    vy0 = (y0 >= 0) & (y0 < H) & inside
+    vy1 = (y1 >= 0) & (y1 < H) & inside
     vx0 = (x0 >= 0) & (x0 < W)
     vx1 = (x1 >= 0) & (x1 < W)
     hy, hx = 1 - ly, 1 - lx

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-HEADER = "# H W y x value dvalue_dy dvalue_dx ; plane[r][c] = sin(0.7*r + 1.3*c) + 0.1*r"
+HEADER = "# H W y x value dvalue_dy dvalue_dx ; plane[r][c] = sin(0.7*r + 1.3*c + 0.4) + 0.1*r"
 PATH = Path(__file__).with_name("dcn_math_cases.txt")
 
 
 def plane(H: int, W: int) -> torch.Tensor:
     r = torch.arange(H, dtype=torch.float64).view(H, 1)
     c = torch.arange(W, dtype=torch.float64).view(1, W)
-    return torch.sin(0.7 * r + 1.3 * c) + 0.1 * r
+    return torch.sin(0.7 * r + 1.3 * c + 0.4) + 0.1 * r
 
 
 def sample(H: int, W: int, y: float, x: float) -> tuple[float, float, float]:

@@ -26,7 +26,7 @@ static int failures = 0;
 static std::vector<double> make_plane(int H, int W) {
   std::vector<double> p(static_cast<size_t>(H) * W);
   for (int r = 0; r < H; ++r)
-    for (int c = 0; c < W; ++c) p[static_cast<size_t>(r) * W + c] = std::sin(0.7 * r + 1.3 * c) + 0.1 * r;
+    for (int c = 0; c < W; ++c) p[static_cast<size_t>(r) * W + c] = std::sin(0.7 * r + 1.3 * c + 0.4) + 0.1 * r;
   return p;
 }
 
@@ -47,9 +47,9 @@ static int check_cases(const char* path) {
     const std::vector<double> plane = make_plane(H, W);
     // The same path as the kernel: base position of tap 0 at output pixel (0, 0) with a 1x1 kernel.
     Geometry geo{1, H, W, H, W, 1, 1, 1, 1, 0, 0, 1, 1, 1};
-    double by, bx;
-    base_position<double>(geo, 0, 0, 0, &by, &bx);
-    const Corners<double> c = corners<double>(by + y, bx + x, H, W);
+    int by, bx;
+    base_position(geo, 0, 0, 0, &by, &bx);
+    const Corners<double> c = corners<double>(by, bx, y, x, H, W);
     const double val = interpolate<double>(plane.data(), c);
     double dy, dx;
     interpolate_grad<double>(plane.data(), c, &dy, &dx);
@@ -83,24 +83,31 @@ static void check_decompose() {
   CHECK(offset_channel(0, 0, 9) == 0 && offset_channel(0, 1, 9) == 2 && offset_channel(1, 0, 9) == 18,
         "offset channel layout");
   CHECK(mask_channel(1, 2, 9) == 11, "mask channel layout");
-  double y, x;
-  base_position<double>(geo, 2, 3, 5, &y, &x);  // tap 5 of a 3x2 kernel: row 2, col 1
-  CHECK(y == 2 * 2 - 1 + 2 * 1 && x == 3 * 1 - 0 + 1 * 2, "base position (%g, %g)", y, x);
+  int y, x;
+  base_position(geo, 2, 3, 5, &y, &x);  // tap 5 of a 3x2 kernel: row 2, col 1
+  CHECK(y == 2 * 2 - 1 + 2 * 1 && x == 3 * 1 - 0 + 1 * 2, "base position (%d, %d)", y, x);
 }
 
 static void check_rules() {
   const std::vector<double> plane = make_plane(4, 5);
   // Exactly on a pixel: its value, whatever the neighbours.
-  Corners<double> c = corners<double>(2.0, 3.0, 4, 5);
+  Corners<double> c = corners<double>(2, 3, 0.0, 0.0, 4, 5);
   CHECK(std::fabs(interpolate<double>(plane.data(), c) - plane[2 * 5 + 3]) < 1e-15, "on-pixel value");
   // NaN and far outside sample zero and touch no memory.
-  c = corners<double>(NAN, 1.0, 4, 5);
+  c = corners<double>(0, 0, NAN, 1.0, 4, 5);
   for (int q = 0; q < 4; ++q) CHECK(c.idx[q] == -1, "NaN must give no corners");
-  c = corners<double>(-1.0, 1.0, 4, 5);
-  CHECK(interpolate<double>(plane.data(), c) == 0.0, "y == -1 samples zero");
+  c = corners<double>(0, 0, 1e30, 1.0, 4, 5);
+  for (int q = 0; q < 4; ++q) CHECK(c.idx[q] == -1, "a huge offset must give no corners");
+  c = corners<double>(0, 0, -1.0, 1.0, 4, 5);
+  double gy, gx;
+  interpolate_grad<double>(plane.data(), c, &gy, &gx);
+  CHECK(interpolate<double>(plane.data(), c) == 0.0 && gy == 0.0 && gx == 0.0, "y == -1: zero and no gradient");
+  // A large base with a small offset keeps the offset's fraction exactly (no rounding of base + offset).
+  const Corners<float> cl = corners<float>(3000, 1, 0.123456789f, 0.5f, 4000, 5);
+  CHECK(cl.ly == 0.123456789f, "fraction of a large coordinate: %.9g", static_cast<double>(cl.ly));
   // float instantiation agrees with double
-  const Corners<float> cf = corners<float>(1.25f, 2.5f, 4, 5);
-  const Corners<double> cd = corners<double>(1.25, 2.5, 4, 5);
+  const Corners<float> cf = corners<float>(1, 2, 0.25f, 0.5f, 4, 5);
+  const Corners<double> cd = corners<double>(1, 2, 0.25, 0.5, 4, 5);
   std::vector<float> pf(plane.begin(), plane.end());
   CHECK(std::fabs(interpolate<float>(pf.data(), cf) - interpolate<double>(plane.data(), cd)) < 1e-6, "float");
 }

@@ -61,7 +61,7 @@ def out_size(size, k, s, p, d):
 
 def make_case(N, C, Co, H, W, kh, kw, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
               offset_groups=1, offset_scale=2.0, dtype=torch.float64, device="cpu", bias=True, seed=0,
-              mask_mode="random"):
+              mask_mode="random", integer_offsets=False):
     g = torch.Generator().manual_seed(seed)
     Ho = out_size(H, kh, stride[0], padding[0], dilation[0])
     Wo = out_size(W, kw, stride[1], padding[1], dilation[1])
@@ -69,6 +69,8 @@ def make_case(N, C, Co, H, W, kh, kw, stride=(1, 1), padding=(1, 1), dilation=(1
     x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
     w = torch.randn(Co, C // groups, kh, kw, generator=g, dtype=torch.float64) / math.sqrt(C * K / groups)
     off = torch.randn(N, 2 * offset_groups * K, Ho, Wo, generator=g, dtype=torch.float64) * offset_scale
+    if integer_offsets:  # samples on whole pixels, many exactly on the border rows/columns (-1, H-1, H)
+        off = off.round()
     if mask_mode == "random":
         m = torch.rand(N, offset_groups * K, Ho, Wo, generator=g, dtype=torch.float64)
     elif mask_mode == "zeros":

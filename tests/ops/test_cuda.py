@@ -77,6 +77,7 @@ def test_random_shapes_against_float64(dtype, N):
     dict(N=16, C=64, Co=64, H=32, W=32, kh=3, kw=3, offset_groups=8),  # PCD L2, training batch
     dict(N=2, C=16, Co=16, H=12, W=10, kh=3, kw=3, offset_groups=8, offset_scale=40.0),  # far outside
     dict(N=3, C=8, Co=8, H=9, W=9, kh=3, kw=3, mask_mode="zeros"),
+    dict(N=4, C=16, Co=8, H=7, W=8, kh=3, kw=3, offset_groups=4, integer_offsets=True),
     dict(N=3, C=8, Co=8, H=9, W=9, kh=3, kw=3, mask_mode="ones", bias=False),
 ])
 def test_named_shapes_fp32(shape):

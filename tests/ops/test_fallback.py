@@ -72,3 +72,14 @@ def test_low_precision_close_to_float64(dtype):
     assert out.dtype == dtype
     rel = (out.double() - ref).norm() / ref.norm()
     assert rel < (1e-6 if dtype == torch.float32 else 2e-2)
+
+
+def test_nan_and_huge_offsets_sample_zero():
+    args, conv = make_case(N=1, C=2, Co=2, H=5, W=5, kh=3, kw=3, bias=False)
+    x, off, m, w, _ = args
+    off = off.clone()
+    off[:, :, 1, 1] = float("nan")
+    off[:, :, 2, 2] = 1e30
+    out = modulated_deform_conv2d(x, off, m, w, None, **conv)
+    assert torch.isfinite(out).all()
+    assert (out[:, :, 1, 1] == 0).all() and (out[:, :, 2, 2] == 0).all()

@@ -65,9 +65,9 @@ __global__ void columns_kernel(const scalar_t* __restrict__ input, const scalar_
     const acc_t dy = static_cast<acc_t>(off[dcn::offset_channel(it.g, it.k, K) * L + l]);
     const acc_t dx = static_cast<acc_t>(off[(dcn::offset_channel(it.g, it.k, K) + 1) * L + l]);
     const acc_t m = static_cast<acc_t>(mask[(it.n * geo.offset_groups * K + dcn::mask_channel(it.g, it.k, K)) * L + l]);
-    acc_t y, x;
-    dcn::base_position<acc_t>(geo, it.ho, it.wo, it.k, &y, &x);
-    const Corners<acc_t> c = dcn::corners<acc_t>(y + dy, x + dx, geo.H, geo.W);
+    int by, bx;
+    dcn::base_position(geo, it.ho, it.wo, it.k, &by, &bx);
+    const Corners<acc_t> c = dcn::corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
     const scalar_t* in = input + (it.n * geo.C + int64_t(it.g) * Cg) * plane;
     scalar_t* out = cols + ((it.n * geo.C + int64_t(it.g) * Cg) * K + it.k) * L + l;
     for (int ch = 0; ch < Cg; ++ch) {
@@ -100,9 +100,9 @@ __global__ void columns_backward_kernel(const scalar_t* __restrict__ input, cons
     const acc_t dx = static_cast<acc_t>(offset[off_base + (oc + 1) * L + l]);
     const int64_t m_idx = (it.n * geo.offset_groups * K + dcn::mask_channel(it.g, it.k, K)) * L + l;
     const acc_t m = static_cast<acc_t>(mask[m_idx]);
-    acc_t y, x;
-    dcn::base_position<acc_t>(geo, it.ho, it.wo, it.k, &y, &x);
-    const Corners<acc_t> c = dcn::corners<acc_t>(y + dy, x + dx, geo.H, geo.W);
+    int by, bx;
+    dcn::base_position(geo, it.ho, it.wo, it.k, &by, &bx);
+    const Corners<acc_t> c = dcn::corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
     const int64_t ch0 = it.n * geo.C + int64_t(it.g) * Cg;
     const scalar_t* in = input + ch0 * plane;
     grad_in_t* gin = grad_input + ch0 * plane;

@@ -51,12 +51,11 @@ EDVR_HD Item decompose(int64_t flat, const Geometry& geo) {
 EDVR_HD int offset_channel(int g, int k, int K) { return 2 * (g * K + k); }
 EDVR_HD int mask_channel(int g, int k, int K) { return g * K + k; }
 
-// Where tap k of output pixel (ho, wo) samples, before the learned offset.
-template <typename acc_t>
-EDVR_HD void base_position(const Geometry& geo, int ho, int wo, int k, acc_t* y, acc_t* x) {
+// Where tap k of output pixel (ho, wo) samples, before the learned offset (whole pixels).
+EDVR_HD void base_position(const Geometry& geo, int ho, int wo, int k, int* y, int* x) {
   const int i = k / geo.kw, j = k % geo.kw;
-  *y = static_cast<acc_t>(ho * geo.sh - geo.ph + i * geo.dh);
-  *x = static_cast<acc_t>(wo * geo.sw - geo.pw + j * geo.dw);
+  *y = ho * geo.sh - geo.ph + i * geo.dh;
+  *x = wo * geo.sw - geo.pw + j * geo.dw;
 }
 
 // The four bilinear corners of (y, x), ordered (y0,x0), (y0,x1), (y1,x0), (y1,x1).
@@ -69,11 +68,23 @@ struct Corners {
   acc_t ly, lx;    // fractional parts
 };
 
+// The point is (by + dy, bx + dx) with a whole-pixel base (by, bx). Its integer and fractional parts
+// are taken from the offset alone, which is exact in floating point: summing first would round a
+// large coordinate, move the fraction and, near a whole pixel, flip floor() and the gradient with it.
 template <typename acc_t>
-EDVR_HD Corners<acc_t> corners(acc_t y, acc_t x, int H, int W) {
+EDVR_HD Corners<acc_t> corners(int by, int bx, acc_t dy, acc_t dx, int H, int W) {
   Corners<acc_t> c;
-  // NaN fails these comparisons too, so a NaN offset samples zero instead of reading out of bounds.
-  if (!(y > acc_t(-1) && y < acc_t(H) && x > acc_t(-1) && x < acc_t(W))) {
+  const acc_t fy = floor(dy), fx = floor(dx);
+  c.ly = dy - fy;
+  c.lx = dx - fx;
+  // Coarse range check first: NaN fails it, and so does an offset too large for an int.
+  const acc_t y = static_cast<acc_t>(by) + dy, x = static_cast<acc_t>(bx) + dx;
+  bool inside = y > acc_t(-2) && y < acc_t(H + 1) && x > acc_t(-2) && x < acc_t(W + 1);
+  const int y0 = inside ? by + static_cast<int>(fy) : 0, x0 = inside ? bx + static_cast<int>(fx) : 0;
+  // The exact DCNv2 rule: -1 < y < H and -1 < x < W, else the sample and its gradients are zero.
+  inside = inside && (y0 > -1 || (y0 == -1 && c.ly > acc_t(0))) && y0 < H &&
+           (x0 > -1 || (x0 == -1 && c.lx > acc_t(0))) && x0 < W;
+  if (!inside) {
     for (int q = 0; q < 4; ++q) {
       c.idx[q] = -1;
       c.w[q] = acc_t(0);
@@ -82,11 +93,7 @@ EDVR_HD Corners<acc_t> corners(acc_t y, acc_t x, int H, int W) {
     c.lx = acc_t(0);
     return c;
   }
-  const acc_t yf = floor(y), xf = floor(x);
-  const int y0 = static_cast<int>(yf), x0 = static_cast<int>(xf);
   const int y1 = y0 + 1, x1 = x0 + 1;
-  c.ly = y - yf;
-  c.lx = x - xf;
   const acc_t hy = acc_t(1) - c.ly, hx = acc_t(1) - c.lx;
   const bool vy0 = y0 >= 0, vy1 = y1 <= H - 1, vx0 = x0 >= 0, vx1 = x1 <= W - 1;
   const int ys[4] = {y0, y0, y1, y1};
