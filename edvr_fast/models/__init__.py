@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+from edvr_fast.models.checkpoints import export_state_dict, load_pretrained
 from edvr_fast.models.edvr import EDVR
 from edvr_fast.models.params import EDVRParams
 from edvr_fast.models.presets import build, preset, preset_description, preset_names
 
-__all__ = ["EDVR", "EDVRParams", "build", "preset", "preset_description", "preset_names"]
+__all__ = [
+    "EDVR", "EDVRParams", "build", "export_state_dict", "load_pretrained", "preset", "preset_description",
+    "preset_names",
+]
