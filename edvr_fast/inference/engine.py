@@ -91,7 +91,7 @@ class Restorer:
         )
         with torch.inference_mode(), autocast:
             out = ensemble_forward(self._run, x) if o.ensemble else self._run(x)
-        return out.float().clamp_(0, 1)
+            return out.float().clamp_(0, 1)
 
     def windows(self, num_frames: int) -> list[list[int]]:
         """Input frame indices of the window of every output frame of a clip of `num_frames`."""
