@@ -61,16 +61,18 @@ std::vector<CropTask> make_tasks(const py::sequence& srcs, const py::array_t<int
     t.h = static_cast<int>(p(i, kCropH)), t.w = static_cast<int>(p(i, kCropW));
     const int64_t flags = p(i, kFlags);
     t.hflip = flags & 1, t.vflip = flags & 2, t.transpose = flags & 4;
+    const int64_t slot = p(i, kSlot);
+    if (slot < 0 || (slot + 1) * plane > dst.numel()) {
+      throw py::value_error("plan row " + std::to_string(i) + ": slot outside the batch tensor");
+    }
+    t.dst = static_cast<char*>(dst.data_ptr()) + slot * plane * esize;
     std::string why = check_task(t);
     const int64_t th = t.transpose ? t.w : t.h, tw = t.transpose ? t.h : t.w;
-    const int64_t slot = p(i, kSlot);
     if (why.empty() && (t.C != C || th != oh || tw != ow)) {
       why = "crop gives " + std::to_string(t.C) + "x" + std::to_string(th) + "x" + std::to_string(tw) +
             " but the batch holds " + std::to_string(C) + "x" + std::to_string(oh) + "x" + std::to_string(ow);
     }
-    if (why.empty() && (slot < 0 || (slot + 1) * plane > dst.numel())) why = "slot outside the batch tensor";
     if (!why.empty()) throw py::value_error("plan row " + std::to_string(i) + ": " + why);
-    t.dst = static_cast<char*>(dst.data_ptr()) + slot * plane * esize;
   }
   return tasks;
 }
