@@ -48,18 +48,9 @@ def _use_count(t: torch.Tensor) -> int:
 
 
 def _check_not_truncated(path: os.PathLike) -> None:
-    """DatasetError when data.mdb is shorter than the pages LMDB says it uses (reading them would SIGBUS)."""
-    from edvr_fast.data.store import _open_env  # the one environment per path and process
+    from edvr_fast.data.store import check_not_truncated  # lmdb loads with the store, not at import
 
-    env = _open_env(str(path))
-    used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
-    size = os.path.getsize(os.path.join(path, "data.mdb"))
-    if size < used:
-        raise DatasetError(
-            f"data.mdb is truncated ({size} bytes, the LMDB uses {used})",
-            path,
-            "copy the pack again or re-pack the dataset",
-        )
+    check_not_truncated(path)
 
 
 class _Slot:
