@@ -1,6 +1,6 @@
 // libjpeg-turbo partial decoder: only the iMCU columns and rows a crop needs (see codec.h).
-// Error handling: libjpeg reports fatal errors through error_exit, which longjmps back here; the function
-// holding the setjmp owns no C++ objects, so nothing is skipped by the jump.
+// Error handling: libjpeg reports fatal errors (and the warnings we make fatal) through error_exit, which
+// longjmps back here; the function holding the setjmp owns no C++ objects, so nothing is skipped by the jump.
 #include <setjmp.h>
 
 #include <algorithm>
@@ -30,7 +30,11 @@ void jpeg_fail(j_common_ptr cinfo) {
   longjmp(e->jump, 1);
 }
 
-void jpeg_quiet(j_common_ptr, int) {}  // warnings (e.g. corrupt data that still decodes) are not printed
+// Warnings (msg_level -1: corrupt or truncated data that libjpeg would patch over) fail the frame, as
+// cv2.imdecode returns None for them; trace messages (level >= 0) are ignored.
+void jpeg_warn(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0) jpeg_fail(cinfo);
+}
 
 // Returns true on success; on failure e->msg says why. `pixels` is preallocated for (top+h) x W x C.
 bool decode_inner(jpeg_decompress_struct* cinfo, JpegError* e, const uint8_t* data, int64_t size, int H, int W,
@@ -38,7 +42,7 @@ bool decode_inner(jpeg_decompress_struct* cinfo, JpegError* e, const uint8_t* da
                   int* out_cols, int* out_top, int* out_left) {
   cinfo->err = jpeg_std_error(&e->pub);
   e->pub.error_exit = jpeg_fail;
-  e->pub.emit_message = jpeg_quiet;
+  e->pub.emit_message = jpeg_warn;
   if (setjmp(e->jump)) {
     jpeg_destroy_decompress(cinfo);
     return false;
