@@ -182,3 +182,37 @@ def test_damaged_encoded_frame_names_the_frame(pack_name: str, tmp_path: Path, r
     env.close()
     with FusedClipLoader(_params(bad), 2) as loader, pytest.raises(DatasetError, match=r"\(gt\) of clip"):
         next(iter(loader))
+
+
+@pytest.mark.parametrize("pack_name", ["jpg_pack", "png_pack"])
+def test_fork_continues_the_stream_and_memory_stays_flat(pack_name: str, request: pytest.FixtureRequest) -> None:
+    import multiprocessing as mp
+
+    def rss_kib() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+    params = _params(request.getfixturevalue(pack_name))
+    with FusedClipLoader(params, 2) as a, FusedClipLoader(params, 2, num_threads=1) as b:
+        ia, ib = iter(a), iter(b)
+        assert torch.equal(next(ia)[0], next(ib)[0])
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        proc = ctx.Process(target=lambda: q.put([(lq.numpy().copy(), gt.numpy().copy()) for lq, gt in ia]))
+        proc.start()
+        from_child = q.get(timeout=60)
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+        rest = [(lq.clone(), gt.clone()) for lq, gt in ib]
+        assert len(from_child) == len(rest) > 0
+        for (lq, gt), (rlq, rgt) in zip(from_child, rest, strict=True):
+            assert torch.equal(torch.from_numpy(lq), rlq) and torch.equal(torch.from_numpy(gt), rgt)
+        start = None
+        for epoch in range(150):
+            a.set_epoch(epoch)
+            for _ in a:
+                pass
+            if epoch == 20:
+                start = rss_kib()
+        grown = rss_kib() - start
+    assert grown < 4096, f"RSS grew by {grown} KiB"
