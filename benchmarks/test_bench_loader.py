@@ -1,6 +1,7 @@
 """Loader benchmark: FusedClipLoader vs ClipDataset + DataLoader(num_workers=2) on the same packs.
 
-5-frame clips, 256x256 crops from 480x640 deblur pairs, batch 16, raw and png storage; clips/s in extra_info.
+5-frame clips, 256x256 crops from 480x640 deblur pairs, batch 16, raw, png and jpg storage (the same frames);
+clips/s in extra_info, and which decode path ours used (FusedClipLoader.decode_backend).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def bench_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             folder.mkdir(parents=True)
             for i in range(FRAMES):
                 assert cv2.imwrite(str(folder / f"{i:06d}.png"), _frame(rng), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    return {s: pack(root / "src", root / s, storage=s, progress=False, workers=2) and root / s for s in ("raw", "png")}
+    storages = ("raw", "png", "jpg")
+    return {s: pack(root / "src", root / s, storage=s, progress=False, workers=2) and root / s for s in storages}
 
 
 def _params(path: Path) -> DatasetParams:
@@ -87,15 +89,16 @@ REFERENCE = "ClipDataset+DataLoader(2 workers)"
 
 
 @pytest.mark.parametrize("impl", ["ours", REFERENCE])
-@pytest.mark.parametrize("storage", ["raw", "png"])
+@pytest.mark.parametrize("storage", ["raw", "png", "jpg"])
 def test_loader_throughput(measure, bench_packs: dict[str, Path], storage: str, impl: str) -> None:
     path = bench_packs[storage]
     # Batches per timed round: enough to average over prefetch start-up, small enough for ~60 s in all.
-    inner = {"raw": 30, "png": 4}[storage] if impl == "ours" else {"raw": 6, "png": 4}[storage]
+    inner = {"raw": 30, "png": 6, "jpg": 8}[storage] if impl == "ours" else {"raw": 6, "png": 4, "jpg": 4}[storage]
     info = dict(storage=storage, batch=BATCH, cpu_count=os.cpu_count(), clips_per_call=BATCH)
     group = f"loader {storage} 5x256x256 from 480x640, batch {BATCH}"
     if impl == "ours":
         loader = FusedClipLoader(_params(path), BATCH, num_threads=2)
+        info["decode_backend"] = loader.decode_backend
         batches = _endless_fused(loader)
     else:
         batches = _endless_reference(path)

@@ -34,8 +34,9 @@ void check_out(const torch::Tensor& t, const char* name) {
 
 // Builds and checks the tasks; must run with the GIL held (it touches Python objects). The buffers stay
 // valid after py::buffer_info is released because the caller keeps the LMDB transaction / arrays alive.
+// encoded: srcs are encoded frames (decode_binding.cpp); only the crop geometry is checked here.
 std::vector<CropTask> make_tasks(const py::sequence& srcs, const py::array_t<int64_t>& plan, torch::Tensor& lq,
-                                 torch::Tensor& gt, OutType* out) {
+                                 torch::Tensor& gt, OutType* out, bool encoded = false) {
   check_out(lq, "lq");
   check_out(gt, "gt");
   *out = out_type_of(lq);
@@ -66,7 +67,14 @@ std::vector<CropTask> make_tasks(const py::sequence& srcs, const py::array_t<int
       throw py::value_error("plan row " + std::to_string(i) + ": slot outside the batch tensor");
     }
     t.dst = static_cast<char*>(dst.data_ptr()) + slot * plane * esize;
-    std::string why = check_task(t);
+    std::string why;
+    if (encoded) {
+      CropTask geometry = t;
+      geometry.src_bytes = static_cast<int64_t>(t.H) * t.W * t.C;
+      why = t.src_bytes > 0 ? check_task(geometry) : "empty encoded frame";
+    } else {
+      why = check_task(t);
+    }
     const int64_t th = t.transpose ? t.w : t.h, tw = t.transpose ? t.h : t.w;
     if (why.empty() && (t.C != C || th != oh || tw != ow)) {
       why = "crop gives " + std::to_string(t.C) + "x" + std::to_string(th) + "x" + std::to_string(tw) +
@@ -110,7 +118,15 @@ class FrameGather {
 
 }  // namespace
 
+std::vector<CropTask> make_plan_tasks(const py::sequence& srcs, const py::array_t<int64_t>& plan, torch::Tensor& lq,
+                                      torch::Tensor& gt, OutType* out, bool encoded) {
+  return make_tasks(srcs, plan, lq, gt, out, encoded);
+}
+
+void bind_decoder(py::module_& m);  // csrc/loader/decode_binding.cpp
+
 void bind_loader(py::module_& m) {
+  bind_decoder(m);
   py::class_<FrameGather>(m, "FrameGather",
                           "Persistent C++ threads that copy crops of uint8 HWC frames into batch tensors")
       .def(py::init<int>(), py::arg("num_threads"))

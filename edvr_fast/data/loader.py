@@ -3,9 +3,13 @@
 Owns `FusedClipLoader` (batches equal to ClipDataset + default collate), its buffer ring, CUDA prefetch, resume.
 
 Threads: raw storage goes to `edvr_fast._C.FrameGather`, a pool of `num_threads` persistent C++ threads
-fed one plan per batch (the GIL is only held to build the plan). PNG/JPEG storage decodes in a Python
-ThreadPoolExecutor of `num_threads` threads, one sample per job: cv2.imdecode and FrameGather.run both
-release the GIL, so the threads run in parallel and no per-sample Python process exists.
+fed one plan per batch (the GIL is only held to build the plan). PNG/JPEG storage goes to
+`edvr_fast._C.FrameDecoder` when the extension was built with libpng / libjpeg-turbo (`_C.loader_codecs`):
+the same kind of pool, whose threads decode only what each crop needs (JPEG: the crop's iMCU columns and
+rows plus one iMCU of context; PNG: rows down to the crop's last one) and then crop/convert it. Without
+those libraries PNG/JPEG decode whole frames with cv2.imdecode in a Python ThreadPoolExecutor of
+`num_threads` threads, one sample per job, then FrameGather.run (both release the GIL).
+`FusedClipLoader.decode_backend` says which path runs.
 Ring: `prefetch` batches are in flight; a CPU buffer is only refilled once the batch tensors handed to the
 caller are gone (storage use count back to the ring's own) and its host-to-device copy event has fired;
 a buffer still held by the caller is left to the caller and replaced by a fresh one.
@@ -27,6 +31,7 @@ from edvr_fast.errors import ConfigError, DatasetError, InputError
 
 OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 PLAN_COLUMNS = 10  # kind, slot, H, W, C, top, left, h, w, flags (csrc/loader/gather_binding.cpp)
+CODECS = {"png": "png", "jpg": "jpeg"}  # pack storage -> the partial decoder of edvr_fast._C that reads it
 
 
 def _extension():
@@ -70,6 +75,7 @@ class _Pending:
     def __init__(self, epoch: int, indices: np.ndarray, slot: _Slot):
         self.epoch, self.indices, self.slot = epoch, indices, slot
         self.ticket: int | None = None
+        self.frames: list = []  # (clip, frame, kind) per plan row, to name a frame that fails to decode
         self.futures: list[Future] = []
         self.refs: list = []  # LMDB buffers read by the C++ threads: alive until the batch is written
         self.gpu: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -143,6 +149,8 @@ class FusedClipLoader:
         self.pin_memory = cuda if pin_memory is None else bool(pin_memory)
         self._shapes = self._batch_shapes()
         self._raw = self.store.storage == "raw"
+        codec = CODECS.get(self.store.storage)
+        self._codec = codec if codec in getattr(self._ext, "loader_codecs", ()) else None
         self._epoch_start = 0  # where the next pass starts in this epoch (set by load_state_dict)
         self._pass_token = 0  # which _Pass iterator is current
         self._reset_process_state()
@@ -173,8 +181,12 @@ class FusedClipLoader:
         self._pid = os.getpid()
         if torch.cuda._is_in_bad_fork():  # CUDA cannot be used in a child forked after CUDA started
             self.pin_memory, self.device = False, None
-        self._gather = self._ext.FrameGather(self.num_threads)
-        self._decoder = None if self._raw else ThreadPoolExecutor(self.num_threads, thread_name_prefix="edvr-decode")
+        if self._codec is not None:
+            self._gather = self._ext.FrameDecoder(self.num_threads)  # decodes and crops in its C++ threads
+        else:
+            self._gather = self._ext.FrameGather(self.num_threads)
+        cv2_path = not self._raw and self._codec is None
+        self._decoder = ThreadPoolExecutor(self.num_threads, thread_name_prefix="edvr-decode") if cv2_path else None
         self._ring: list[_Slot] = []
         self._pending: deque[_Pending] = deque()
         self._stream = torch.cuda.Stream(self.device) if self.device is not None else None
@@ -196,6 +208,14 @@ class FusedClipLoader:
             self._batches, self._consumed, self._pass_epoch = todo, consumed, epoch
 
     # ---- public API ---------------------------------------------------------------------------------------
+
+    @property
+    def decode_backend(self) -> str:
+        """Which path reads frames: "raw" (C++ crop of stored pixels), "libjpeg-turbo" / "libpng" (C++
+        partial decode in the pool threads), or "cv2" (whole-frame cv2.imdecode, the fallback)."""
+        if self._raw:
+            return "raw"
+        return {"jpeg": "libjpeg-turbo", "png": "libpng"}.get(self._codec, "cv2")
 
     def __len__(self) -> int:
         n = self.sampler.shard_size
@@ -328,10 +348,13 @@ class FusedClipLoader:
     def _submit(self, p: _Pending) -> None:
         frames, table = self._rows(p.epoch, p.indices)
         lq, gt = p.slot.lq, p.slot.gt
-        if self._raw:
-            p.refs = [self.store.raw(*f) for f in frames]
+        if self._raw or self._codec is not None:
+            p.refs, p.frames = [self.store.raw(*f) for f in frames], frames
             try:
-                p.ticket = self._gather.submit(p.refs, table, lq, gt)
+                if self._raw:
+                    p.ticket = self._gather.submit(p.refs, table, lq, gt)
+                else:
+                    p.ticket = self._gather.submit(p.refs, table, self._codec, lq, gt)
             except ValueError as exc:
                 raise self._damaged(frames, str(exc)) from exc
             return
@@ -373,7 +396,10 @@ class FusedClipLoader:
     def _work_done(self, p: _Pending, block: bool) -> bool:
         if p.ticket is not None:
             if block:
-                self._gather.wait(p.ticket)
+                try:
+                    self._gather.wait(p.ticket)
+                except RuntimeError as exc:  # a frame the C++ decoder could not read
+                    raise self._damaged(p.frames, str(exc)) from exc
             return block or self._gather.done(p.ticket)
         if block:
             for fut in p.futures:

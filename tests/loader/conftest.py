@@ -1,4 +1,4 @@
-"""Fixtures for the fused loader tests: small packs (raw, png, gray) and the reference batches to match.
+"""Fixtures for the fused loader tests: small packs (raw, png, jpg, gray raw/png/jpg), reference batches to match.
 
 Clip generators come from tests/data/clipkit.py, the reference batches from loaderkit.py.
 """
@@ -37,6 +37,21 @@ def raw_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def png_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _pack(tmp_path_factory.mktemp("png"), "png")
+
+
+@pytest.fixture(scope="module")
+def jpg_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _pack(tmp_path_factory.mktemp("jpg"), "jpg")
+
+
+@pytest.fixture(scope="module")
+def gray_jpg_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _pack(tmp_path_factory.mktemp("gray_jpg"), "jpg", c=1)
+
+
+@pytest.fixture(scope="module")
+def gray_png_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _pack(tmp_path_factory.mktemp("gray_png"), "png", c=1)
 
 
 @pytest.fixture(scope="module")
