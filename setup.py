@@ -126,7 +126,27 @@ def build_extensions():
           file=sys.stderr)
     ext = ext_cls("edvr_fast._C", sources, include_dirs=include_dirs, define_macros=define, libraries=libraries,
                   **kwargs)
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    base = BuildExtension.with_options(use_ninja=True)
+
+    class BuildExtensionIntoCheckout(base):
+        """Also puts the built module into the source tree's package folder.
+
+        pip builds in the checkout, and `python -m edvr_fast...` or `python -c` run from the checkout import
+        the package from there (the current directory comes first on sys.path), not from site-packages:
+        without its compiled part, the DCN would silently fall back and the fused loader would be missing.
+        """
+
+        def run(self):
+            super().run()
+            if self.inplace:
+                return
+            for ext in self.extensions:
+                built = self.get_ext_fullpath(ext.name)
+                target = ROOT / Path(*ext.name.split(".")[:-1]) / os.path.basename(built)
+                if os.path.exists(built) and target.parent.is_dir():
+                    shutil.copyfile(built, target)
+
+    return [ext], {"build_ext": BuildExtensionIntoCheckout}
 
 
 ext_modules, cmdclass = build_extensions()
