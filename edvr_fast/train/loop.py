@@ -236,10 +236,11 @@ class Trainer:
                                    + ("no checkpoint precedes it" if self.good_ckpt is None
                                       else f"{self.rollbacks} rollbacks did not help"),
                                    hint="lower optim.dcn_lr_mult or optim.lr, or set model.max_offset")
+        rollbacks, scale = self.rollbacks, self.dcn_scale  # the checkpoint holds older values of these
         state = ckpt.load_checkpoint(self.good_ckpt, map_location=self.info.device)
         self._load(state)
-        self.rollbacks += 1
-        self.dcn_scale *= g.dcn_lr_decay
+        self.rollbacks = rollbacks + 1
+        self.dcn_scale = scale * g.dcn_lr_decay
         self.model.offset_stats()  # forget the statistics of the diverged steps
         self.loss_sum.zero_()
         self.loss_n = 0
