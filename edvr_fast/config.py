@@ -18,9 +18,11 @@ from edvr_fast.errors import ConfigError
 from edvr_fast.models.params import EDVRParams
 from edvr_fast.models.presets import preset as get_preset
 
-# The default run's model: small enough to train visibly in minutes on two CPU cores.
+# The default run's model: video deblurring (scale 1), small enough to train visibly in minutes on two
+# CPU cores. Deblurring starts exactly at the identity (the residual adds to the blurred centre frame), so
+# every step of learning shows as PSNR over the input; x4 SR starts below bicubic and needs far longer.
 DEFAULT_MODEL = dict(num_feat=16, num_frame=5, deformable_groups=2, num_extract_block=1,
-                     num_reconstruct_block=3, scale=4)
+                     num_reconstruct_block=3, scale=1)
 LOADERS = ("auto", "fused", "reference")
 REDUCTIONS = ("mean", "sum")
 DEVICES = ("auto", "cpu", "cuda")
@@ -34,7 +36,7 @@ class DataConfig:
     val_clips: tuple[str, ...] | None = None
     val_fraction: float | None = None
     split_seed: int = 0
-    sample: SampleParams = field(default_factory=lambda: SampleParams(gt_size=64))
+    sample: SampleParams = field(default_factory=lambda: SampleParams(gt_size=32))
     # The synthetic set (path None): clips, of which the last synthetic_val_clips validate; frames per
     # clip; GT frame side; sub-frames averaged into each input frame (1: sharp). Its scale is model.scale.
     synthetic_clips: int = 12
@@ -86,7 +88,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainSection:
-    iters: int = 700
+    iters: int = 300
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
@@ -97,10 +99,10 @@ class TrainSection:
 
 @dataclass
 class ValConfig:
-    every: int = 350  # iterations; 0: only at the end
+    every: int = 150  # iterations; 0: only at the end
     crop_border: int = 0
     y_channel: bool = False
-    max_samples: int | None = 32  # validation frames per run (evenly spread); None: all
+    max_samples: int | None = 16  # validation frames per run (evenly spread); None: all
     save_samples: int = 4
 
 
@@ -114,7 +116,7 @@ class LogConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 350
+    every: int = 150
     keep: int = 3
 
 

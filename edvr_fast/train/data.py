@@ -125,6 +125,11 @@ class TrainBatches:
             self.sampler.load_state_dict(state["sampler"])
         self._resumed = True
 
+    def close(self) -> None:
+        """Stop the fused loader's threads (DataLoader workers end with the iterator)."""
+        if self.kind == "fused":
+            self.loader.close()
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dev = self.info.device
         while True:

@@ -368,6 +368,7 @@ class Trainer:
                     break
         finally:
             self.stop.restore()
+            self.batches.close()
             if self.trace is not None:
                 self.trace.close()
             self.log.event("end", iteration=self.it, interrupted=interrupted, wall_s=time.monotonic() - t0)
