@@ -2,7 +2,9 @@
 
 Install with `pip install --no-build-isolation .` so the extension compiles against the installed torch.
 Environment: TORCH_CUDA_ARCH_LIST (default below when no GPU is visible), MAX_JOBS (parallel compile
-jobs), EDVR_FAST_BUILD_CUDA=0 (skip the CUDA kernels), CUDA_HOME (found automatically when unset).
+jobs), EDVR_FAST_BUILD_CUDA=0 (skip the CUDA kernels), CUDA_HOME (found automatically when unset),
+EDVR_FAST_WITH_CODECS=0 (leave out the libjpeg-turbo / libpng partial decoders of the fused loader, which
+are otherwise built when their headers and libraries are found).
 """
 
 from __future__ import annotations
@@ -50,6 +52,32 @@ def _wheel_cuda_includes() -> list[str]:
     return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
+def _header_dirs() -> list[str]:
+    dirs = [d for var in ("CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH") for d in os.environ.get(var, "").split(":")]
+    return [d for d in (*dirs, os.path.join(sys.prefix, "include"), "/usr/local/include", "/usr/include") if d]
+
+
+def _find_codecs() -> dict[str, tuple[str, str]]:
+    """The optional loader decoders whose header (with the API we use) and library exist: name -> (macro, lib)."""
+    if os.environ.get("EDVR_FAST_WITH_CODECS", "").strip() == "0":
+        return {}
+    from ctypes.util import find_library
+
+    wanted = {
+        # name: (header, symbol the header must declare, macro, library)
+        "jpeg": ("jpeglib.h", "jpeg_crop_scanline", "EDVR_FAST_WITH_JPEG", "jpeg"),
+        "png": ("png.h", "png_set_bgr", "EDVR_FAST_WITH_PNG", "png"),
+    }
+    found = {}
+    for name, (header, symbol, macro, lib) in wanted.items():
+        for d in _header_dirs():
+            path = os.path.join(d, header)
+            if os.path.isfile(path) and symbol in Path(path).read_text(errors="replace") and find_library(lib):
+                found[name] = (macro, lib)
+                break
+    return found
+
+
 def _want_cuda(torch) -> bool:
     if os.environ.get("EDVR_FAST_BUILD_CUDA", "").strip() == "0":
         return False
@@ -70,8 +98,14 @@ def build_extensions():
 
     sources = ["csrc/module.cpp", "csrc/ops/modulated_deform_conv.cpp",
                "csrc/ops/autocast/modulated_deform_conv_autocast.cpp"]
-    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "loader").glob("*.cpp"))
+    # *_codec.cpp need a codec library: built only when it is found (the loader falls back to cv2 without).
+    codecs = _find_codecs()
+    loader_dir = ROOT / "csrc" / "loader"
+    sources += sorted(str(p.relative_to(ROOT)) for p in loader_dir.glob("*.cpp") if not p.name.endswith("_codec.cpp"))
+    sources += [str((loader_dir / f"{name}_codec.cpp").relative_to(ROOT)) for name in sorted(codecs)]
     define = [("EDVR_FAST_TORCH_VERSION", f'"{torch.__version__}"')]
+    define += [(macro, None) for macro, _ in codecs.values()]
+    libraries = [lib for _, lib in codecs.values()]
     # No -std flag: torch.utils.cpp_extension picks the standard its headers need (C++20 from torch 2.13).
     cxx = ["-O3", "-fvisibility=hidden"]
     include_dirs = [str(ROOT / "csrc")]
@@ -88,8 +122,31 @@ def build_extensions():
         kwargs["extra_compile_args"] = {"cxx": cxx}
     print(f"edvr_fast: building edvr_fast._C with{'' if with_cuda else 'out'} CUDA kernels "
           f"(torch {torch.__version__}, CUDA_HOME={os.environ.get('CUDA_HOME')})", file=sys.stderr)
-    ext = ext_cls("edvr_fast._C", sources, include_dirs=include_dirs, define_macros=define, **kwargs)
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    print(f"edvr_fast: fused loader partial decoders: {', '.join(sorted(codecs)) or 'none (cv2 fallback)'}",
+          file=sys.stderr)
+    ext = ext_cls("edvr_fast._C", sources, include_dirs=include_dirs, define_macros=define, libraries=libraries,
+                  **kwargs)
+    base = BuildExtension.with_options(use_ninja=True)
+
+    class BuildExtensionIntoCheckout(base):
+        """Also puts the built module into the source tree's package folder.
+
+        pip builds in the checkout, and `python -m edvr_fast...` or `python -c` run from the checkout import
+        the package from there (the current directory comes first on sys.path), not from site-packages:
+        without its compiled part, the DCN would silently fall back and the fused loader would be missing.
+        """
+
+        def run(self):
+            super().run()
+            if self.inplace:
+                return
+            for ext in self.extensions:
+                built = self.get_ext_fullpath(ext.name)
+                target = ROOT / Path(*ext.name.split(".")[:-1]) / os.path.basename(built)
+                if os.path.exists(built) and target.parent.is_dir():
+                    shutil.copyfile(built, target)
+
+    return [ext], {"build_ext": BuildExtensionIntoCheckout}
 
 
 ext_modules, cmdclass = build_extensions()

@@ -25,6 +25,7 @@ _EXPORTS = {
     "split_clips": "edvr_fast.data.sampler",
     "DatasetParams": "edvr_fast.data.dataset",
     "ClipDataset": "edvr_fast.data.dataset",
+    "FusedClipLoader": "edvr_fast.data.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -47,6 +47,20 @@ def _open_env(path: str) -> lmdb.Environment:
     return env
 
 
+def check_not_truncated(path: str | os.PathLike) -> None:
+    """DatasetError when data.mdb is shorter than the pages LMDB says it uses: reading such a page
+    through the memory map would kill the process with SIGBUS instead of raising."""
+    env = _open_env(str(path))
+    used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    if size < used:
+        raise DatasetError(
+            f"data.mdb is truncated ({size} bytes, the LMDB uses {used})",
+            path,
+            "copy the pack again or re-pack the dataset",
+        )
+
+
 @dataclass(frozen=True)
 class ClipInfo:
     """What a reader needs to know about one packed clip; shapes are (H, W, C)."""
@@ -89,6 +103,7 @@ class ClipStore:
     def _txn_handle(self) -> lmdb.Transaction:
         if self._txn is None or self._pid != os.getpid():
             env = _open_env(str(self.path))
+            check_not_truncated(self.path)  # before the first page is read
             txn = env.begin(buffers=True)
             stored = txn.get(ID_KEY)
             if stored is None or bytes(stored).decode("ascii", "replace") != self.meta.pack_id:

@@ -69,14 +69,8 @@ class AlignDCN(DCNPack):
             self.offset_calls.add_(1)
         if self.max_offset is not None:
             offset = offset.clamp(-self.max_offset, self.max_offset)
-        out = modulated_deform_conv2d(input, offset, mask, self.weight, self.bias, self.stride,
-                                      self.padding, self.dilation, self.groups, self.offset_groups)
-        if torch.compiler.is_compiling():
-            # The op's fake kernel promises a contiguous result but the CPU fallback returns another
-            # layout; a compiled graph that views it would fail. An explicit copy keeps graphs right
-            # whatever layout the kernel returns (eager mode needs no copy).
-            out = out.clone(memory_format=torch.contiguous_format)
-        return out
+        return modulated_deform_conv2d(input, offset, mask, self.weight, self.bias, self.stride,
+                                       self.padding, self.dilation, self.groups, self.offset_groups)
 
     def read_offset_stats(self) -> Tensor:
         """[sum of per-call mean |offset|, max |offset|, calls] since the last read; resets them."""

@@ -35,6 +35,13 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     return out  # type: ignore[return-value]
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # devices without autocast (meta, for shape-only runs) have none enabled
+        return False
+
+
 def _check(input: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None,
            stride, padding, dilation, groups: int, offset_groups: int) -> None:
     """Shape/dtype/device checks that name the argument and say expected vs got (host-side only)."""
@@ -45,7 +52,7 @@ def _check(input: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Te
             raise InputError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
         if t.device != input.device:
             raise InputError(f"{name} is on {t.device} but input is on {input.device}; move them together")
-    autocast = torch.is_autocast_enabled(input.device.type)
+    autocast = _autocast_enabled(input.device.type)
     if not autocast and (offset.dtype != input.dtype or mask.dtype != input.dtype):
         raise InputError(
             f"input, offset and mask must share a dtype, got {input.dtype}, {offset.dtype}, {mask.dtype}"

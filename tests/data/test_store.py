@@ -12,7 +12,7 @@ from clipkit import frame_pixels
 
 from edvr_fast.data import store as store_mod
 from edvr_fast.data.store import ClipStore
-from edvr_fast.errors import InputError
+from edvr_fast.errors import DatasetError, InputError
 
 
 def test_frames_exact_and_zero_copy(small_pack: Path) -> None:
@@ -81,3 +81,15 @@ def test_views_stay_valid_while_open(small_pack: Path) -> None:
     for c, f, v in views:  # every earlier view still shows its own frame
         assert np.array_equal(v, frame_pixels(c, f, *st.clips[c].lq_shape[:2]))
     assert raws[0] != raws[1]
+
+
+def test_truncated_lmdb_is_an_error_not_a_crash(small_pack: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_pack, copy)
+    with open(copy / "data.mdb", "r+b") as f:
+        f.truncate(8192)
+    with pytest.raises(DatasetError, match="truncated") as exc:
+        ClipStore(copy)
+    assert str(copy) in str(exc.value)

@@ -122,3 +122,15 @@ def test_import_does_not_load_data_libraries():
     code = "import sys, edvr_fast, edvr_fast.ops; print('lmdb' in sys.modules, 'cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_meta_tensors_give_shapes_and_gradients():
+    """Shape-only runs (models built on the meta device) go through the fake kernel, forward and backward."""
+    x = torch.empty(2, 8, 9, 7, device="meta", requires_grad=True)
+    off = torch.empty(2, 2 * 2 * 9, 9, 7, device="meta", requires_grad=True)
+    m = torch.empty(2, 2 * 9, 9, 7, device="meta", requires_grad=True)
+    w = torch.empty(4, 8, 3, 3, device="meta", requires_grad=True)
+    out = modulated_deform_conv2d(x, off, m, w, None, padding=1, offset_groups=2)
+    assert out.shape == (2, 4, 9, 7) and out.device.type == "meta"
+    out.sum().backward()
+    assert x.grad.shape == x.shape and off.grad.shape == off.shape and w.grad.shape == w.shape

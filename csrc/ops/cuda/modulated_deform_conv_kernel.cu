@@ -1,6 +1,7 @@
 // CUDA kernels of edvr_fast::modulated_deform_conv2d and its backward, registered for the CUDA key.
-// Design: a gather kernel writes mask-modulated bilinear samples ("columns") for a chunk of images,
-// cuBLAS multiplies them with the weight; the backward recomputes the columns for grad_weight, then
+// Design: a gather kernel writes mask-modulated bilinear samples ("columns") for a chunk of n images,
+// laid out [C*K, n*L] so that one large cuBLAS GEMM per group multiplies them with the weight
+// (batched small GEMMs were slower and their speed varied with cuBLAS's heuristics); the backward recomputes the columns for grad_weight, then
 // one fused kernel per work item produces grad_offset and grad_mask (no atomics) and scatters
 // grad_input (atomics). Columns are bounded by kColumnBudgetBytes by chunking the batch.
 #include <ATen/ATen.h>
@@ -47,11 +48,11 @@ int64_t blocks_for(int64_t items) {
   return std::min<int64_t>((items + kThreads - 1) / kThreads, max_blocks);
 }
 
-// cols[n][(g*Cg + c)*K + k][l] = mask * bilinear(input[n0+n][g*Cg + c], tap k of pixel l)
+// cols[(g*Cg + c)*K + k][n*L + l] = mask * bilinear(input[n0+n][g*Cg + c], tap k of pixel l)
 template <typename scalar_t>
 __global__ void columns_kernel(const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
                                const scalar_t* __restrict__ mask, scalar_t* __restrict__ cols,
-                               Geometry geo, int64_t items) {
+                               Geometry geo, int64_t items, int64_t n_chunk) {
   using acc_t = at::opmath_type<scalar_t>;
   const int K = geo.K();
   const int64_t L = geo.L();
@@ -69,10 +70,11 @@ __global__ void columns_kernel(const scalar_t* __restrict__ input, const scalar_
     dcn::base_position(geo, it.ho, it.wo, it.k, &by, &bx);
     const Corners<acc_t> c = dcn::corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
     const scalar_t* in = input + (it.n * geo.C + int64_t(it.g) * Cg) * plane;
-    scalar_t* out = cols + ((it.n * geo.C + int64_t(it.g) * Cg) * K + it.k) * L + l;
+    scalar_t* out = cols + ((int64_t(it.g) * Cg * K + it.k) * n_chunk + it.n) * L + l;
+    const int64_t row_stride = int64_t(K) * n_chunk * L;  // next channel
     for (int ch = 0; ch < Cg; ++ch) {
       const acc_t v = dcn::interpolate<acc_t>(in + ch * plane, c);
-      out[int64_t(ch) * K * L] = static_cast<scalar_t>(m * v);
+      out[ch * row_stride] = static_cast<scalar_t>(m * v);
     }
   }
 }
@@ -84,7 +86,7 @@ __global__ void columns_backward_kernel(const scalar_t* __restrict__ input, cons
                                         const scalar_t* __restrict__ mask,
                                         const scalar_t* __restrict__ grad_cols, grad_in_t* __restrict__ grad_input,
                                         scalar_t* __restrict__ grad_offset, scalar_t* __restrict__ grad_mask,
-                                        Geometry geo, int64_t items) {
+                                        Geometry geo, int64_t items, int64_t n_chunk) {
   using acc_t = at::opmath_type<scalar_t>;
   const int K = geo.K();
   const int64_t L = geo.L();
@@ -106,10 +108,11 @@ __global__ void columns_backward_kernel(const scalar_t* __restrict__ input, cons
     const int64_t ch0 = it.n * geo.C + int64_t(it.g) * Cg;
     const scalar_t* in = input + ch0 * plane;
     grad_in_t* gin = grad_input + ch0 * plane;
-    const scalar_t* gc = grad_cols + (ch0 * K + it.k) * L + l;
+    const scalar_t* gc = grad_cols + ((int64_t(it.g) * Cg * K + it.k) * n_chunk + it.n) * L + l;
+    const int64_t row_stride = int64_t(K) * n_chunk * L;
     acc_t g_mask = 0, g_y = 0, g_x = 0;
     for (int ch = 0; ch < Cg; ++ch) {
-      const acc_t gcol = static_cast<acc_t>(gc[int64_t(ch) * K * L]);
+      const acc_t gcol = static_cast<acc_t>(gc[ch * row_stride]);
       const scalar_t* p = in + ch * plane;
       const acc_t v = dcn::interpolate<acc_t>(p, c);
       acc_t vy, vx;
@@ -204,7 +207,7 @@ void launch_columns(const at::Tensor& input, const at::Tensor& offset, const at:
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_columns", [&] {
     columns_kernel<scalar_t><<<blocks_for(items), kThreads, 0, stream>>>(
         input.narrow(0, n0, n).data_ptr<scalar_t>(), offset.narrow(0, n0, n).data_ptr<scalar_t>(),
-        mask.narrow(0, n0, n).data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), geo, items);
+        mask.narrow(0, n0, n).data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), geo, items, n);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -224,19 +227,21 @@ at::Tensor mdcn_forward_cuda(const at::Tensor& input_, const at::Tensor& offset_
   if (N == 0) return out.view({N, Co, geo.Ho, geo.Wo});
   const at::Tensor w = weight.view({groups, Cog, Kg});
   const int64_t chunk = chunk_size(N, geo, input.element_size());
-  at::Tensor cols_buf = at::empty({chunk, int64_t(geo.C) * K, L}, input.options());
+  const int64_t CK = int64_t(geo.C) * K;
+  at::Tensor cols_buf = at::empty({CK * chunk * L}, input.options());
+  at::Tensor out_buf = chunk > 1 ? at::empty({Co * chunk * L}, input.options()) : at::Tensor();
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t n = std::min(chunk, N - n0);
-    at::Tensor cols = cols_buf.narrow(0, 0, n);
+    at::Tensor cols = cols_buf.narrow(0, 0, CK * n * L).view({CK, n * L});
     launch_columns(input, offset, mask, cols, geo, n0, n);
-    at::Tensor out_chunk = out.narrow(0, n0, n);
-    if (groups == 1) {
-      at::matmul_out(out_chunk, w[0], cols);  // [Co,K] x [n,K,L] -> [n,Co,L], batched cuBLAS GEMM
-    } else {
-      for (int64_t g = 0; g < groups; ++g) {
-        out_chunk.narrow(1, g * Cog, Cog).copy_(at::matmul(w[g], cols.narrow(1, g * Kg, Kg)));
-      }
+    // One image: the GEMM writes its output in place; several: into [Co, n*L], then one transposing copy.
+    at::Tensor out_cm = n == 1 ? out.narrow(0, n0, 1).view({Co, L})
+                               : out_buf.narrow(0, 0, Co * n * L).view({Co, n * L});
+    for (int64_t g = 0; g < groups; ++g) {
+      at::Tensor dst = out_cm.narrow(0, g * Cog, Cog);
+      at::mm_out(dst, w[g], cols.narrow(0, g * Kg, Kg));  // [Cog, Kg] x [Kg, n*L]
     }
+    if (n > 1) out.narrow(0, n0, n).copy_(out_cm.view({Co, n, L}).transpose(0, 1));
   }
   if (bias.has_value() && bias->defined()) out.add_(bias->to(out.scalar_type()).view({1, Co, 1}));
   return out.view({N, Co, geo.Ho, geo.Wo});
@@ -270,26 +275,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
   if (N > 0) {
     const at::Tensor w = weight.view({groups, Cog, Kg});
     const int64_t chunk = chunk_size(N, geo, input.element_size());
-    at::Tensor cols_buf = at::empty({chunk, int64_t(geo.C) * K, L}, input.options());
+    const int64_t CK = int64_t(geo.C) * K;
+    at::Tensor cols_buf = at::empty({CK * chunk * L}, input.options());
     auto stream = at::cuda::getCurrentCUDAStream();
     for (int64_t n0 = 0; n0 < N; n0 += chunk) {
       const int64_t n = std::min(chunk, N - n0);
-      at::Tensor cols = cols_buf.narrow(0, 0, n);
+      at::Tensor cols = cols_buf.narrow(0, 0, CK * n * L).view({CK, n * L});
       launch_columns(input, offset, mask, cols, geo, n0, n);
-      const at::Tensor go = grad_out.narrow(0, n0, n);
-      for (int64_t g = 0; g < groups; ++g) {
-        const at::Tensor go_g = go.narrow(1, g * Cog, Cog);           // [n, Cog, L]
-        const at::Tensor cols_g = cols.narrow(1, g * Kg, Kg);         // [n, Kg, L]
-        grad_weight[g].add_(sum_over(at::matmul(go_g, cols_g.transpose(1, 2)), {0}, grad_weight.scalar_type()));
+      // grad_output as [Co, n*L], the layout of the columns (a view for one image, else one copy)
+      const at::Tensor go = grad_out.narrow(0, n0, n).transpose(0, 1).contiguous().view({Co, n * L});
+      for (int64_t g = 0; g < groups; ++g) {  // [Cog, n*L] x [n*L, Kg]: one GEMM reduces over the chunk
+        grad_weight[g].add_(at::mm(go.narrow(0, g * Cog, Cog), cols.narrow(0, g * Kg, Kg).t()));
       }
-      // cols now holds the column gradient: W^T x grad_out (the same buffer, stream-ordered).
+      // cols now receives the column gradient W^T x grad_out (the same buffer, stream-ordered).
       for (int64_t g = 0; g < groups; ++g) {
-        at::Tensor dst = cols.narrow(1, g * Kg, Kg);
-        if (groups == 1) {
-          at::matmul_out(dst, w[g].t(), go.narrow(1, g * Cog, Cog));
-        } else {
-          dst.copy_(at::matmul(w[g].t(), go.narrow(1, g * Cog, Cog)));
-        }
+        at::Tensor dst = cols.narrow(0, g * Kg, Kg);
+        at::mm_out(dst, w[g].t(), go.narrow(0, g * Cog, Cog));
       }
       const int64_t items = n * geo.offset_groups * K * L;
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_backward", [&] {
@@ -298,7 +299,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
             input.narrow(0, n0, n).data_ptr<scalar_t>(), offset.narrow(0, n0, n).data_ptr<scalar_t>(),
             mask.narrow(0, n0, n).data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
             grad_input.narrow(0, n0, n).data_ptr<gin_t>(), grad_offset.narrow(0, n0, n).data_ptr<scalar_t>(),
-            grad_mask.narrow(0, n0, n).data_ptr<scalar_t>(), geo, items);
+            grad_mask.narrow(0, n0, n).data_ptr<scalar_t>(), geo, items, n);
       });
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }

@@ -1,0 +1,433 @@
+"""The fused loader: sampler decisions -> C++ crop/flip/convert threads -> a ring of (pinned) batch buffers.
+
+Owns `FusedClipLoader` (batches equal to ClipDataset + default collate), its buffer ring, CUDA prefetch, resume.
+
+Threads: raw storage goes to `edvr_fast._C.FrameGather`, a pool of `num_threads` persistent C++ threads
+fed one plan per batch (the GIL is only held to build the plan). PNG/JPEG storage goes to
+`edvr_fast._C.FrameDecoder` when the extension was built with libpng / libjpeg-turbo (`_C.loader_codecs`):
+the same kind of pool, whose threads decode only what each crop needs (JPEG: the crop's iMCU columns and
+rows plus one iMCU of context; PNG: rows down to the crop's last one) and then crop/convert it. Without
+those libraries PNG/JPEG decode whole frames with cv2.imdecode in a Python ThreadPoolExecutor of
+`num_threads` threads, one sample per job, then FrameGather.run (both release the GIL).
+`FusedClipLoader.decode_backend` says which path runs.
+Ring: `prefetch` batches are in flight; a CPU buffer is only refilled once the batch tensors handed to the
+caller are gone (storage use count back to the ring's own) and its host-to-device copy event has fired;
+a buffer still held by the caller is left to the caller and replaced by a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import torch
+
+from edvr_fast.data.dataset import ClipDataset, DatasetParams
+from edvr_fast.data.sampler import ClipSampler
+from edvr_fast.errors import ConfigError, DatasetError, InputError
+
+OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+PLAN_COLUMNS = 10  # kind, slot, H, W, C, top, left, h, w, flags (csrc/loader/gather_binding.cpp)
+CODECS = {"png": "png", "jpg": "jpeg"}  # pack storage -> the partial decoder of edvr_fast._C that reads it
+
+
+def _extension():
+    try:
+        from edvr_fast import _C
+    except ImportError as exc:
+        from edvr_fast.errors import ExtensionError
+
+        raise ExtensionError(
+            f"the fused loader needs the compiled extension edvr_fast._C ({exc})",
+            hint="build it with `pip install --no-build-isolation .`, or use ClipDataset with a DataLoader",
+        ) from exc
+    return _C
+
+
+def _use_count(t: torch.Tensor) -> int:
+    """How many tensors share t's storage (views handed to the caller keep it above the ring's own)."""
+    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
+def _check_not_truncated(path: os.PathLike) -> None:
+    from edvr_fast.data.store import check_not_truncated  # lmdb loads with the store, not at import
+
+    check_not_truncated(path)
+
+
+class _Slot:
+    """One ring buffer: the full-batch lq/gt tensors and the event of the last copy that read them."""
+
+    def __init__(self, lq: torch.Tensor, gt: torch.Tensor):
+        self.lq, self.gt, self.event = lq, gt, None
+        self.base = (_use_count(lq), _use_count(gt))
+
+    def held_by_caller(self) -> bool:
+        return (_use_count(self.lq), _use_count(self.gt)) != self.base
+
+
+class _Pending:
+    """A batch in flight: its samples, buffer, the work writing it, and the references that work needs."""
+
+    def __init__(self, epoch: int, indices: np.ndarray, slot: _Slot):
+        self.epoch, self.indices, self.slot = epoch, indices, slot
+        self.ticket: int | None = None
+        self.frames: list = []  # (clip, frame, kind) per plan row, to name a frame that fails to decode
+        self.futures: list[Future] = []
+        self.refs: list = []  # LMDB buffers read by the C++ threads: alive until the batch is written
+        self.gpu: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.copied: torch.cuda.Event | None = None
+
+
+class _Pass:
+    """One pass over an epoch (what iter(loader) returns); a later iter(loader) ends it."""
+
+    def __init__(self, loader: FusedClipLoader, token: int):
+        self._loader, self._token = loader, token
+
+    def __iter__(self) -> _Pass:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._loader._pass_token != self._token:
+            raise InputError("this pass over the loader was replaced by a newer iter(loader)")
+        return self._loader._next_batch()
+
+
+class FusedClipLoader:
+    """Batches `(lq [B,T,C,h,w], gt [B,C,H,W])` of a pack, equal to ClipDataset + collate for the same seed.
+
+    Samples come from a ClipSampler (seed = the sample seed; DDP shards by rank/world_size, padded to equal
+    length). With `device` (CUDA) batches are copied there on a side stream and yielded as device tensors.
+    A pass resumed with `load_state_dict` yields the rest of that epoch; `len()` is batches per full epoch.
+    """
+
+    def __init__(
+        self,
+        dataset_params: DatasetParams,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        num_threads: int = 2,
+        out_dtype: torch.dtype = torch.float32,
+        pin_memory: bool | None = None,
+        device: torch.device | str | None = None,
+        prefetch: int = 2,
+        drop_last: bool = True,
+        shuffle: bool = True,
+    ):
+        if batch_size < 1 or num_threads < 1 or prefetch < 1:
+            raise InputError(
+                f"batch_size, num_threads, prefetch must be >= 1 ({batch_size}, {num_threads}, {prefetch})"
+            )
+        if out_dtype not in OUT_DTYPES:
+            raise InputError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+        self._ext = _extension()
+        if os.path.exists(os.path.join(dataset_params.path, "data.mdb")):
+            _check_not_truncated(dataset_params.path)  # before anything reads a page past the end (SIGBUS)
+        self.dataset = ClipDataset(dataset_params)  # validates the pack and split, builds the SamplePlan
+        self.store, self.plan = self.dataset.store, self.dataset.plan
+        self.batch_size, self.num_threads, self.out_dtype = int(batch_size), int(num_threads), out_dtype
+        self.prefetch, self.drop_last = int(prefetch), drop_last
+        self.sampler = ClipSampler(
+            len(self.plan), shuffle=shuffle, seed=dataset_params.sample.seed, rank=rank, world_size=world_size
+        )
+        self.device = torch.device(device) if device is not None else None
+        if self.device is not None and self.device.type not in ("cuda", "cpu"):
+            raise InputError(f"device must be a CUDA device (or cpu / None), got {self.device}")
+        if self.device is not None and self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device} asked for, but CUDA is not available")
+        if self.device is not None and self.device.type == "cpu":
+            self.device = None
+        cuda = torch.cuda.is_available()
+        if pin_memory and not cuda:
+            raise ConfigError("pin_memory=True needs CUDA (pinning needs a driver)", hint="leave pin_memory=None")
+        self.pin_memory = cuda if pin_memory is None else bool(pin_memory)
+        self._shapes = self._batch_shapes()
+        self._raw = self.store.storage == "raw"
+        codec = CODECS.get(self.store.storage)
+        self._codec = codec if codec in getattr(self._ext, "loader_codecs", ()) else None
+        self._epoch_start = 0  # where the next pass starts in this epoch (set by load_state_dict)
+        self._pass_token = 0  # which _Pass iterator is current
+        self._reset_process_state()
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+
+    def _batch_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        clips = [self.store.clips[c] for c in self.dataset.clip_ids]
+        chans = {c.lq_shape[2] for c in clips} | {c.gt_shape[2] for c in clips}
+        if len(chans) != 1:
+            raise DatasetError("clips of this split mix gray and colour frames", self.store.path, "re-pack")
+        ch, t, s, p = chans.pop(), self.plan.params.num_frame, self.plan.scale, self.plan.params
+        if self.plan.crop_lq is not None:
+            h = w = self.plan.crop_lq
+        else:
+            sizes = {c.lq_shape[:2] for c in clips}
+            if len(sizes) != 1:
+                raise ConfigError("gt_size=None (full frames) needs clips of one size to batch them")
+            h, w = sizes.pop()
+            if p.use_rot and h != w:
+                raise ConfigError("full non-square frames cannot be transposed into one batch", hint="use_rot=False")
+        return (self.batch_size, t, ch, h, w), (self.batch_size, ch, h * s, w * s)
+
+    def _reset_process_state(self) -> None:
+        """Threads, buffers and streams of this process; after a fork the child builds its own."""
+        if getattr(self, "_pid", None) is not None:
+            _check_not_truncated(self.store.path)  # the file may have changed since the parent checked
+        self._pid = os.getpid()
+        if torch.cuda._is_in_bad_fork():  # CUDA cannot be used in a child forked after CUDA started
+            self.pin_memory, self.device = False, None
+        if self._codec is not None:
+            self._gather = self._ext.FrameDecoder(self.num_threads)  # decodes and crops in its C++ threads
+        else:
+            self._gather = self._ext.FrameGather(self.num_threads)
+        cv2_path = not self._raw and self._codec is None
+        self._decoder = ThreadPoolExecutor(self.num_threads, thread_name_prefix="edvr-decode") if cv2_path else None
+        self._ring: list[_Slot] = []
+        self._pending: deque[_Pending] = deque()
+        self._stream = torch.cuda.Stream(self.device) if self.device is not None else None
+        self._batches: list[np.ndarray] = []
+        self._next = 0
+        self._consumed = self._epoch_start
+        self._pass_epoch = self.sampler.epoch
+        self._closed = False
+
+    def _check_process(self) -> None:
+        if self._closed:
+            raise InputError("this FusedClipLoader is closed")
+        if os.getpid() != self._pid:
+            # Forked: the parent's threads and its LMDB buffers do not exist here. Re-plan what was in
+            # flight, in the same order, so the child continues the very same stream.
+            todo = [p.indices for p in self._pending] + self._batches[self._next :]
+            consumed, epoch = self._consumed, self._pass_epoch
+            self._reset_process_state()
+            self._batches, self._consumed, self._pass_epoch = todo, consumed, epoch
+
+    # ---- public API ---------------------------------------------------------------------------------------
+
+    @property
+    def decode_backend(self) -> str:
+        """Which path reads frames: "raw" (C++ crop of stored pixels), "libjpeg-turbo" / "libpng" (C++
+        partial decode in the pool threads), or "cv2" (whole-frame cv2.imdecode, the fallback)."""
+        if self._raw:
+            return "raw"
+        return {"jpeg": "libjpeg-turbo", "png": "libpng"}.get(self._codec, "cv2")
+
+    def __len__(self) -> int:
+        n = self.sampler.shard_size
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.sampler.epoch:
+            self._epoch_start = 0
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> _Pass:
+        self._check_process()
+        self._drain()
+        order = self.sampler.indices(self.sampler.epoch)[self._epoch_start :]
+        cut = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        self._batches = [order[k : min(k + self.batch_size, cut)] for k in range(0, cut, self.batch_size)]
+        self._next, self._consumed, self._pass_epoch = 0, self._epoch_start, self.sampler.epoch
+        self._epoch_start = 0  # a resumed start applies to one pass only
+        self._pass_token += 1
+        return _Pass(self, self._pass_token)
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_process()
+        self._fill()
+        if not self._pending:
+            raise StopIteration
+        p = self._pending.popleft()
+        self._finish(p)
+        self._consumed += len(p.indices)
+        n = len(p.indices)
+        # Views first: they raise the buffer's use count, so the refill below cannot pick this buffer.
+        out = p.gpu if p.gpu is not None else (p.slot.lq[:n], p.slot.gt[:n])
+        if self._pending and self._work_done(self._pending[0], block=False):
+            self._finish(self._pending[0])  # start the next host-to-device copy now, behind this batch
+        self._fill()
+        if p.gpu is not None:
+            cur = torch.cuda.current_stream(self.device)
+            cur.wait_event(p.copied)
+            for t in p.gpu:
+                t.record_stream(cur)  # the allocator must not reuse this memory until cur is done with it
+        return out
+
+    def state_dict(self) -> dict:
+        """Resume state: epoch and the samples of this rank already yielded (not the ones in flight)."""
+        return {"sampler": self.sampler.state_dict(consumed=self._consumed), "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where `state` was taken: the next pass yields the rest of that epoch."""
+        self._check_process()
+        self._drain()
+        self.sampler.load_state_dict(state["sampler"])
+        self._epoch_start = self._consumed = int(state["sampler"]["position"])
+        self._batches, self._next = [], 0
+        self._pass_token += 1  # an iterator from before the load must not continue the old stream
+
+    def close(self) -> None:
+        """Wait for work in flight, stop the threads and end this process's LMDB read transaction."""
+        if self._closed or os.getpid() != self._pid:
+            self._closed = True
+            return
+        self._drain()
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True)
+        self._gather, self._ring = None, []
+        self.store.close()
+        self._closed = True
+
+    def __enter__(self) -> FusedClipLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and os.getpid() == self._pid:
+                self._drain()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    # ---- the pipeline -------------------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        while len(self._pending) < self.prefetch and self._next < len(self._batches):
+            indices = self._batches[self._next]
+            self._next += 1
+            p = _Pending(self._pass_epoch, indices, self._free_slot())
+            self._pending.append(p)
+            self._submit(p)
+
+    def _free_slot(self) -> _Slot:
+        busy = {id(p.slot) for p in self._pending}
+        for slot in self._ring:
+            if id(slot) in busy or slot.held_by_caller():
+                continue
+            if slot.event is not None:
+                slot.event.synchronize()  # the last device copy reading this buffer must be over
+                slot.event = None
+            return slot
+        slot = self._new_slot()
+        if len(self._ring) >= self.prefetch + 2:
+            # Every spare buffer is still held by the caller: it keeps that one, the ring forgets it.
+            for i, old in enumerate(self._ring):
+                if id(old) not in busy:
+                    self._ring[i] = slot
+                    return slot
+        self._ring.append(slot)
+        return slot
+
+    def _new_slot(self) -> _Slot:
+        lq_shape, gt_shape = self._shapes
+        kw = dict(dtype=self.out_dtype, pin_memory=self.pin_memory)
+        return _Slot(torch.empty(lq_shape, **kw), torch.empty(gt_shape, **kw))
+
+    def _rows(self, epoch: int, indices: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+        """Which frames to read (clip, frame, kind) and the plan table for them (documented column order)."""
+        frames, rows = [], []
+        t_len = self._shapes[0][1]
+        for b, index in enumerate(indices):
+            spec = self.plan.decide(epoch, int(index))
+            info = self.store.clips[spec.clip]
+            flags = int(spec.hflip) | int(spec.vflip) << 1 | int(spec.transpose) << 2
+            for t, f in enumerate(spec.frames):
+                frames.append((spec.clip, f, "lq"))
+                rows.append((0, b * t_len + t, *info.lq_shape, *spec.lq_crop, flags))
+            frames.append((spec.clip, spec.center, "gt"))
+            rows.append((1, b, *info.gt_shape, *spec.gt_crop, flags))
+        return frames, np.asarray(rows, dtype=np.int64).reshape(-1, PLAN_COLUMNS)
+
+    def _submit(self, p: _Pending) -> None:
+        frames, table = self._rows(p.epoch, p.indices)
+        lq, gt = p.slot.lq, p.slot.gt
+        if self._raw or self._codec is not None:
+            p.refs, p.frames = [self.store.raw(*f) for f in frames], frames
+            try:
+                if self._raw:
+                    p.ticket = self._gather.submit(p.refs, table, lq, gt)
+                else:
+                    p.ticket = self._gather.submit(p.refs, table, self._codec, lq, gt)
+            except ValueError as exc:
+                raise self._damaged(frames, str(exc)) from exc
+            return
+        per_sample = len(frames) // len(p.indices)
+        for k in range(0, len(frames), per_sample):
+            part = frames[k : k + per_sample]
+            bufs = [self.store.raw(*f) for f in part]
+            p.futures.append(self._decoder.submit(self._decode_run, part, bufs, table[k : k + per_sample], lq, gt))
+
+    def _decode_run(self, frames: list, bufs: list, table: np.ndarray, lq: torch.Tensor, gt: torch.Tensor) -> None:
+        imgs = []
+        for (clip, f, kind), buf in zip(frames, bufs, strict=True):
+            img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+            info = self.store.clips[clip]
+            want = info.lq_shape if kind == "lq" else info.gt_shape
+            if img is not None and img.ndim == 2:
+                img = img[:, :, None]
+            if img is None or img.dtype != np.uint8 or img.shape != want:
+                got = "nothing" if img is None else f"{img.shape} {img.dtype}"
+                raise DatasetError(
+                    f"frame {f} ({kind}) of clip '{info.name}' decodes to {got}, expected {want} uint8",
+                    self.store.path,
+                    "the pack is damaged; re-pack the dataset",
+                )
+            imgs.append(img)
+        try:
+            self._gather.run(imgs, table, lq, gt)
+        except ValueError as exc:
+            raise self._damaged(frames, str(exc)) from exc
+
+    def _damaged(self, frames: list, why: str) -> DatasetError:
+        row = why.split(":")[0].removeprefix("plan row ")
+        where = ""
+        if row.isdigit() and int(row) < len(frames):
+            clip, f, kind = frames[int(row)]
+            where = f"frame {f} ({kind}) of clip '{self.store.clips[clip].name}': "
+        return DatasetError(f"{where}{why}", self.store.path, "the pack is damaged; re-pack the dataset")
+
+    def _work_done(self, p: _Pending, block: bool) -> bool:
+        if p.ticket is not None:
+            if block:
+                try:
+                    self._gather.wait(p.ticket)
+                except RuntimeError as exc:  # a frame the C++ decoder could not read
+                    raise self._damaged(p.frames, str(exc)) from exc
+            return block or self._gather.done(p.ticket)
+        if block:
+            for fut in p.futures:
+                fut.result()  # re-raises a decode error in this thread
+            return True
+        return all(f.done() for f in p.futures)
+
+    def _finish(self, p: _Pending) -> None:
+        """Wait for the batch to be written; start its device copy (once) when prefetching to a GPU."""
+        self._work_done(p, block=True)
+        p.refs = []
+        if self._stream is None or p.gpu is not None:
+            return
+        n = len(p.indices)
+        with torch.cuda.stream(self._stream):
+            p.gpu = (
+                p.slot.lq[:n].to(self.device, non_blocking=True),
+                p.slot.gt[:n].to(self.device, non_blocking=True),
+            )
+            p.copied = torch.cuda.Event()
+            p.copied.record(self._stream)
+        p.slot.event = p.copied  # the buffer is not refilled before this copy has read it
+
+    def _drain(self) -> None:
+        while self._pending:
+            p = self._pending.popleft()
+            try:
+                self._work_done(p, block=True)
+            except Exception:  # noqa: BLE001 - abandoned batches: their errors no longer matter
+                pass
+        self._batches, self._next = [], 0
