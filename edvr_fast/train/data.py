@@ -16,7 +16,7 @@ from edvr_fast.config import TrainConfig
 from edvr_fast.data.dataset import ClipDataset, DatasetParams
 from edvr_fast.data.sampler import ClipSampler, SampleParams
 from edvr_fast.data.synthetic import SyntheticParams, clip_name, ensure_dataset
-from edvr_fast.errors import ConfigError
+from edvr_fast.errors import ConfigError, ExtensionError
 from edvr_fast.train.distributed import DistInfo
 
 
@@ -75,23 +75,28 @@ class TrainBatches:
         self.batch_size = cfg.loader.batch_size
         self.params = dataset_params(cfg, src, "train")
         kind = cfg.loader.kind
-        fused = fused_loader_class() if kind in ("auto", "fused") else None
-        if kind == "fused" and fused is None:
-            raise ConfigError("loader.kind=fused but the fused loader is not available in this build",
-                              hint="build the extension (pip install --no-build-isolation .) or use loader.kind="
-                                   "reference")
-        if kind == "auto" and fused is None:
-            notice("fused loader not available: using the reference ClipDataset + DataLoader")
-        self.kind = "fused" if fused is not None else "reference"
         self.epoch, self.consumed = 0, 0  # consumed: batches of the current epoch already handed out
         self.keys: list[str] | None = None  # sample keys of the last batch (reference loader only)
-        if self.kind == "fused":
-            self.loader = fused(self.params, self.batch_size, rank=info.rank, world_size=info.world_size,
-                                num_threads=max(1, cfg.loader.num_workers), prefetch=cfg.loader.prefetch,
-                                device=info.device if info.device.type == "cuda" else None,
-                                drop_last=True, shuffle=True)
-            self.per_epoch = len(self.loader)
-        else:
+        self.kind = "reference"
+        fused = fused_loader_class() if kind in ("auto", "fused") else None
+        why = "not in this build"
+        if fused is not None:
+            try:
+                self.loader = fused(self.params, self.batch_size, rank=info.rank, world_size=info.world_size,
+                                    num_threads=max(1, cfg.loader.num_workers), prefetch=cfg.loader.prefetch,
+                                    device=info.device if info.device.type == "cuda" else None,
+                                    drop_last=True, shuffle=True)
+                self.kind = "fused"
+                self.per_epoch = len(self.loader)
+            except ExtensionError as exc:  # the class exists but its compiled part does not load
+                why = str(exc)
+        if self.kind != "fused" and kind == "fused":
+            raise ConfigError(f"loader.kind=fused but the fused loader is not available: {why}",
+                              hint="build the extension (pip install --no-build-isolation .) or use "
+                                   "loader.kind=reference")
+        if self.kind != "fused" and kind == "auto":
+            notice(f"fused loader not available ({why}): using the reference ClipDataset + DataLoader")
+        if self.kind == "reference":
             self.dataset = ClipDataset(self.params)
             self.sampler = ClipSampler(len(self.dataset), shuffle=True, seed=cfg.data.sample.seed, rank=info.rank,
                                        world_size=info.world_size, with_epoch=True)
