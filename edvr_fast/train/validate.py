@@ -13,25 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edvr_fast.data.dataset import ClipDataset
+from edvr_fast.metrics import psnr, ssim
 from edvr_fast.train import distributed
 from edvr_fast.train.distributed import DistInfo
-
-try:
-    from edvr_fast.metrics import psnr, ssim
-except ImportError:  # the shared metrics module has not landed on this branch yet
-    ssim = None
-
-    def psnr(pred: Tensor, gt: Tensor, *, crop_border: int = 0, y_channel: bool = False) -> Tensor:
-        """PSNR in dB per image of [B,3,H,W] RGB in [0, 1], after rounding to 8 bits as saved images are."""
-        pred, gt = (x.clamp(0, 1).mul(255).round().double() for x in (pred, gt))
-        if y_channel:  # ITU-R BT.601 luma on 0-255 (as MATLAB rgb2ycbcr and published evaluations)
-            w = pred.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1) / 255.0
-            pred, gt = ((x * w).sum(1, keepdim=True) + 16.0 for x in (pred, gt))
-        if crop_border:
-            pred = pred[..., crop_border:-crop_border, crop_border:-crop_border]
-            gt = gt[..., crop_border:-crop_border, crop_border:-crop_border]
-        mse = (pred - gt).pow(2).flatten(1).mean(1)
-        return 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
 
 
 def identity(lq_center: Tensor, gt_hw: tuple[int, int]) -> Tensor:
@@ -63,8 +47,7 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
         out = out.float().clamp(0, 1)
         base = identity(lq[:, center], tuple(gt.shape[-2:]))
         sums[0] += psnr(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
-        if ssim is not None:
-            sums[1] += ssim(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
+        sums[1] += ssim(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[2] += psnr(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[3] += 1
         if samples_dir is not None and saved < save_samples:
@@ -78,7 +61,4 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
         model.train()
     s = sums.tolist()
     n = max(s[3], 1.0)
-    out = {"psnr": s[0] / n, "identity_psnr": s[2] / n, "frames": int(s[3])}
-    if ssim is not None:
-        out["ssim"] = s[1] / n
-    return out
+    return {"psnr": s[0] / n, "ssim": s[1] / n, "identity_psnr": s[2] / n, "frames": int(s[3])}

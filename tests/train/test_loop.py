@@ -97,3 +97,5 @@ def test_offset_warning_without_rollback(tmp_path):
     assert res.iterations == 2 and len(_events(tmp_path, "offset_warning")) == 1
     train = _events(tmp_path, "train")
     assert train[-1]["offset_mean"] > 0 and train[-1]["loss"] > 0
+    val = _events(tmp_path, "val")[-1]
+    assert 0 < val["ssim"] <= 1 and val["psnr"] > 0 and val["frames"] == 2
