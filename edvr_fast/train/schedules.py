@@ -1,0 +1,44 @@
+"""Learning-rate schedules as pure functions of the iteration: cosine annealing with restarts and warm-up.
+
+Being pure makes resume exact: the scheduler state is just the iteration counter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+class CosineRestarts:
+    """lr(it) = eta_min + w_i * (base - eta_min) * (1 + cos(pi * t / P_i)) / 2 within period i, t its offset.
+
+    `periods` P_i and restart `weights` w_i (None: all 1) follow each other; after the last period the
+    rate stays at eta_min. A linear warm-up over the first `warmup` iterations scales the rate from
+    1 / warmup up to 1 (it multiplies, so restarts and warm-up compose).
+    """
+
+    def __init__(self, base_lr: float, periods: Sequence[int], weights: Sequence[float] | None = None,
+                 eta_min: float = 0.0, warmup: int = 0):
+        self.base_lr, self.eta_min, self.warmup = float(base_lr), float(eta_min), int(warmup)
+        self.periods = [int(p) for p in periods]
+        self.weights = [float(w) for w in weights] if weights is not None else [1.0] * len(self.periods)
+        if len(self.weights) != len(self.periods):
+            raise ValueError("one restart weight per period")
+
+    def factor(self, it: int) -> float:
+        """lr(it) / base_lr (1.0 means the configured learning rate)."""
+        return self.lr(it) / self.base_lr
+
+    def lr(self, it: int) -> float:
+        start = 0
+        value = self.eta_min
+        for period, weight in zip(self.periods, self.weights):
+            if it < start + period:
+                t = it - start
+                cos = 0.5 * (1 + math.cos(math.pi * t / period))
+                value = self.eta_min + weight * (self.base_lr - self.eta_min) * cos
+                break
+            start += period
+        if self.warmup and it < self.warmup:
+            value *= (it + 1) / self.warmup
+        return value

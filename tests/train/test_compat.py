@@ -1,0 +1,199 @@
+"""Option files of the original EDVR and of BasicSR are mapped onto our schema; unmapped keys are reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from edvr_fast.errors import ConfigError
+from edvr_fast.train.__main__ import build_config
+
+ORIGINAL = """
+name: 001_EDVRwoTSA_scratch_lr4e-4_600k_REDS_LrCAR4S
+use_tb_logger: true
+model: video_base
+distortion: sr
+scale: 4
+gpu_ids: [0, 1, 2, 3, 4, 5, 6, 7]
+datasets:
+  train:
+    name: REDS
+    mode: REDS
+    interval_list: [1]
+    random_reverse: false
+    border_mode: false
+    dataroot_GT: ../datasets/REDS/train_sharp_wval.lmdb
+    dataroot_LQ: ../datasets/REDS/train_sharp_bicubic_wval.lmdb
+    cache_keys: ~
+    N_frames: 5
+    use_shuffle: true
+    n_workers: 3
+    batch_size: 32
+    GT_size: 256
+    LQ_size: 64
+    use_flip: true
+    use_rot: true
+    color: RGB
+network_G:
+  which_model_G: EDVR
+  nf: 64
+  nframes: 5
+  groups: 8
+  front_RBs: 5
+  back_RBs: 10
+  predeblur: false
+  HR_in: false
+  w_TSA: false
+path:
+  pretrain_model_G: ~
+  strict_load: true
+  resume_state: ~
+train:
+  lr_G: !!float 4e-4
+  lr_scheme: CosineAnnealingLR_Restart
+  beta1: 0.9
+  beta2: 0.99
+  niter: 600000
+  warmup_iter: -1
+  T_period: [150000, 150000, 150000, 150000]
+  restarts: [150000, 300000, 450000]
+  restart_weights: [1, 1, 1]
+  eta_min: !!float 1e-7
+  pixel_criterion: cb
+  pixel_weight: 1.0
+  val_freq: !!float 5e3
+  manual_seed: 0
+logger:
+  print_freq: 100
+  save_checkpoint_freq: !!float 5e3
+"""
+
+BASICSR = """
+name: EDVR_M_x4_SR_REDS_woTSA_600k_B4G8_valREDS4
+model_type: EDVRModel
+scale: 4
+num_gpu: 8
+manual_seed: 0
+datasets:
+  train:
+    name: REDS
+    type: REDSDataset
+    dataroot_gt: datasets/REDS/train_sharp_with_val.lmdb
+    dataroot_lq: datasets/REDS/train_sharp_bicubic_with_val.lmdb
+    dataroot_flow: ~
+    meta_info_file: basicsr/data/meta_info/meta_info_REDS_GT.txt
+    val_partition: REDS4
+    io_backend:
+      type: lmdb
+    num_frame: 5
+    gt_size: 256
+    interval_list: [1]
+    random_reverse: false
+    use_hflip: true
+    use_rot: true
+    use_shuffle: true
+    num_worker_per_gpu: 3
+    batch_size_per_gpu: 4
+    dataset_enlarge_ratio: 200
+    prefetch_mode: ~
+network_g:
+  type: EDVR
+  num_in_ch: 3
+  num_out_ch: 3
+  num_feat: 64
+  num_frame: 5
+  deformable_groups: 8
+  num_extract_block: 5
+  num_reconstruct_block: 10
+  center_frame_idx: ~
+  hr_in: false
+  with_predeblur: false
+  with_tsa: true
+path:
+  pretrain_network_g: ~
+  strict_load_g: true
+  resume_state: ~
+train:
+  ema_decay: 0.999
+  optim_g:
+    type: Adam
+    lr: !!float 4e-4
+    weight_decay: 0
+    betas: [0.9, 0.99]
+  scheduler:
+    type: CosineAnnealingRestartLR
+    periods: [50000, 100000, 150000, 150000, 150000]
+    restart_weights: [1, 0.5, 0.5, 0.5, 0.5]
+    eta_min: !!float 1e-7
+  total_iter: 600000
+  warmup_iter: -1
+  tsa_iter: 50000
+  dcn_lr_mul: 1
+  pixel_opt:
+    type: CharbonnierLoss
+    loss_weight: 1.0
+    reduction: sum
+val:
+  val_freq: !!float 5e3
+  save_img: false
+  metrics:
+    psnr:
+      type: calculate_psnr
+      crop_border: 0
+      test_y_channel: false
+logger:
+  print_freq: 100
+  save_checkpoint_freq: !!float 5e3
+  use_tb_logger: true
+dist_params:
+  backend: nccl
+  port: 29500
+"""
+
+
+def _load(tmp_path, text, *sets):
+    f = tmp_path / "train_EDVR.yml"
+    f.write_text(text)
+    said = []
+    return build_config(str(f), list(sets), say=said.append), "\n".join(said)
+
+
+def test_original_edvr_options(tmp_path):
+    cfg, said = _load(tmp_path, ORIGINAL)
+    m = cfg.model
+    assert (m.num_feat, m.num_frame, m.deformable_groups, m.num_extract_block, m.num_reconstruct_block) == (
+        64, 5, 8, 5, 10)
+    assert m.with_tsa is False and m.scale == 4 and m.hr_in is False
+    assert cfg.loader.batch_size == 4 and cfg.loader.num_workers == 3  # 32 over 8 GPUs
+    assert cfg.optim.lr == 4e-4 and cfg.optim.betas == (0.9, 0.99)
+    assert cfg.train.iters == 600000 and cfg.schedule.periods == (150000,) * 4
+    assert cfg.schedule.restart_weights == (1, 1, 1, 1) and cfg.schedule.eta_min == 1e-7
+    assert cfg.loss.reduction == "sum" and cfg.val.every == 5000 and cfg.checkpoint.every == 5000
+    assert cfg.data.sample.gt_size == 256 and cfg.data.sample.num_frame == 5
+    assert "original EDVR" in said
+    for key in ("datasets.train.LQ_size", "datasets.train.border_mode", "path.pretrain_model_G", "model",
+                "name", "train.pixel_weight"):
+        assert key in said
+    assert "network_G.nf" not in said and "train.lr_G" not in said
+    assert "edvr_fast.data.pack" in said  # the dataroot note
+
+
+def test_basicsr_options(tmp_path):
+    cfg, said = _load(tmp_path, BASICSR, "train.iters=10")
+    assert cfg.model.with_tsa is True and cfg.model.num_feat == 64
+    assert cfg.loader.batch_size == 4 and cfg.train.ema_decay == 0.999
+    assert cfg.schedule.periods == (50000, 100000, 150000, 150000, 150000)
+    assert cfg.schedule.restart_weights == (1, 0.5, 0.5, 0.5, 0.5) and cfg.schedule.tsa_iters == 50000
+    assert cfg.loss.reduction == "sum" and cfg.loss.eps == pytest.approx(1e-6)
+    assert cfg.data.val_clips == ("000", "011", "015", "020")
+    assert cfg.train.iters == 10  # --set wins over the file
+    assert "BasicSR" in said
+    for key in ("dist_params.backend", "datasets.train.dataset_enlarge_ratio", "val.save_img", "model_type"):
+        assert key in said
+    assert "network_g.num_feat" not in said and "train.optim_g.lr" not in said
+
+
+def test_foreign_values_still_checked(tmp_path):
+    with pytest.raises(ConfigError, match="only CharbonnierLoss"):
+        _load(tmp_path, BASICSR.replace("type: CharbonnierLoss", "type: L1Loss"))
+    with pytest.raises(ConfigError, match="deformable_groups"):
+        _load(tmp_path, ORIGINAL.replace("groups: 8", "groups: 7"))
