@@ -44,6 +44,7 @@ class DataConfig:
     synthetic_frames: int = 16
     synthetic_size: int = 64
     synthetic_blur: int = 5
+    synthetic_speed: float = 4.0  # largest motion in GT pixels per frame: the length of the blur streaks
 
 
 @dataclass
@@ -290,6 +291,8 @@ def validate(cfg: TrainConfig, where: str = "config") -> None:
     _need(cfg.data.synthetic_clips >= 2, "data.synthetic_clips", cfg.data.synthetic_clips, "must be >= 2", where)
     _need(0 < cfg.data.synthetic_val_clips < cfg.data.synthetic_clips, "data.synthetic_val_clips",
           cfg.data.synthetic_val_clips, "must be in [1, synthetic_clips - 1]", where)
+    _need(0 <= cfg.data.synthetic_speed <= 32, "data.synthetic_speed", cfg.data.synthetic_speed, "must be in [0, 32]",
+          where)
     _need(cfg.data.synthetic_frames >= 1, "data.synthetic_frames", cfg.data.synthetic_frames, "must be >= 1", where)
     _need(cfg.data.synthetic_blur >= 1, "data.synthetic_blur", cfg.data.synthetic_blur, "must be >= 1", where)
     _need(cfg.data.synthetic_size >= 16 and cfg.data.synthetic_size % 16 == 0, "data.synthetic_size",

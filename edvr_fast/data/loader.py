@@ -131,6 +131,7 @@ class FusedClipLoader:
             _check_not_truncated(dataset_params.path)  # before anything reads a page past the end (SIGBUS)
         self.dataset = ClipDataset(dataset_params)  # validates the pack and split, builds the SamplePlan
         self.store, self.plan = self.dataset.store, self.dataset.plan
+        self.last_indices = np.empty(0, dtype=np.int64)
         self.batch_size, self.num_threads, self.out_dtype = int(batch_size), int(num_threads), out_dtype
         self.prefetch, self.drop_last = int(prefetch), drop_last
         self.sampler = ClipSampler(
@@ -237,6 +238,14 @@ class FusedClipLoader:
         self._pass_token += 1
         return _Pass(self, self._pass_token)
 
+    def sample_keys(self, indices: np.ndarray) -> list[str]:
+        """"clip/centre" of each sample index, as the reference ClipDataset names its samples."""
+        keys = []
+        for i in indices:
+            clip, centre = self.plan.locate(int(i))
+            keys.append(f"{self.store.clips[clip].name}/{centre}")
+        return keys
+
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_process()
         self._fill()
@@ -244,6 +253,7 @@ class FusedClipLoader:
             raise StopIteration
         p = self._pending.popleft()
         self._finish(p)
+        self.last_indices = p.indices  # sample indices of the batch handed out (for tracing which data ran)
         self._consumed += len(p.indices)
         n = len(p.indices)
         # Views first: they raise the buffer's use count, so the refill below cannot pick this buffer.

@@ -32,7 +32,8 @@ class DataSource:
 def synthetic_params(cfg: TrainConfig) -> SyntheticParams:
     d = cfg.data
     return SyntheticParams(num_clips=d.synthetic_clips, num_frames=d.synthetic_frames, height=d.synthetic_size,
-                           width=d.synthetic_size, scale=cfg.model.scale, blur=d.synthetic_blur, seed=cfg.train.seed)
+                           width=d.synthetic_size, scale=cfg.model.scale, blur=d.synthetic_blur,
+                           max_speed=d.synthetic_speed, seed=cfg.train.seed)
 
 
 def resolve_source(cfg: TrainConfig, progress: bool) -> DataSource:
@@ -76,7 +77,7 @@ class TrainBatches:
         self.params = dataset_params(cfg, src, "train")
         kind = cfg.loader.kind
         self.epoch, self.consumed = 0, 0  # consumed: batches of the current epoch already handed out
-        self.keys: list[str] | None = None  # sample keys of the last batch (reference loader only)
+        self.keys: list[str] | None = None  # sample keys ("clip/centre") of the last batch
         self.kind = "reference"
         fused = fused_loader_class() if kind in ("auto", "fused") else None
         why = "not in this build"
@@ -148,6 +149,7 @@ class TrainBatches:
             for batch in self.loader:
                 if self.kind == "fused":
                     lq, gt = batch
+                    self.keys = self.loader.sample_keys(self.loader.last_indices)
                 else:
                     lq, gt, self.keys = batch["lq"], batch["gt"], batch["key"]
                 self.consumed += 1

@@ -209,3 +209,17 @@ def test_bad_packs_raise_dataset_errors(raw_pack: Path, png_pack: Path, tmp_path
         f.truncate(8192)
     with pytest.raises(DatasetError, match="truncated"):
         FusedClipLoader(_params(truncated), 2)
+
+
+def test_last_batch_keys_name_the_reference_samples(raw_pack: Path) -> None:
+    from edvr_fast.data.dataset import ClipDataset
+
+    params = _params(raw_pack)
+    ref = ClipDataset(params)
+    with FusedClipLoader(params, 4) as loader:
+        it = iter(loader)
+        for _ in range(2):
+            next(it)
+            keys = loader.sample_keys(loader.last_indices)
+            assert len(keys) == 4
+            assert keys == [ref[(0, int(i))]["key"] for i in loader.last_indices]
