@@ -82,14 +82,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_uint8_hwc(img, p)
 
 
-def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Decode a video file frame by frame (uint8 HWC BGR), in stream order."""
-    p = Path(path)
+def _open_video(p: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(p))
     if not cap.isOpened():
         raise DatasetError(
             "OpenCV cannot open this video", p, "re-encode it (e.g. H.264 mp4) or extract frames"
         )
+    return cap
+
+
+def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decode a video file frame by frame (uint8 HWC BGR), in stream order."""
+    p = Path(path)
+    cap = _open_video(p)
     try:
         while True:
             ok, frame = cap.read()
@@ -103,11 +108,7 @@ def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
 def probe_video(path: str | os.PathLike) -> tuple[int, tuple[int, int, int]]:
     """Count frames (by grabbing, the container's count is unreliable) and return (count, (H, W, C))."""
     p = Path(path)
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise DatasetError(
-            "OpenCV cannot open this video", p, "re-encode it (e.g. H.264 mp4) or extract frames"
-        )
+    cap = _open_video(p)
     try:
         ok, first = cap.read()
         if not ok:
