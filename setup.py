@@ -98,6 +98,7 @@ def build_extensions():
 
     sources = ["csrc/module.cpp", "csrc/ops/modulated_deform_conv.cpp",
                "csrc/ops/autocast/modulated_deform_conv_autocast.cpp"]
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops" / "cpu").glob("*.cpp"))
     # *_codec.cpp need a codec library: built only when it is found (the loader falls back to cv2 without).
     codecs = _find_codecs()
     loader_dir = ROOT / "csrc" / "loader"

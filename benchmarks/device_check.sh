@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU verification in one call: build the extension, run the GPU tests, compute-sanitizer memcheck on
-# a small case, the GPU benchmarks; JSON summary + log into OUTDIR; a short table printed last.
+# GPU verification in one call: build the extension, run the GPU tests, the GPU benchmarks, the loader,
+# training and inference on the GPU, compute-sanitizer memcheck on a small case; JSON summary + log into
+# OUTDIR; a short table printed last.
 #   bash benchmarks/device_check.sh OUTDIR        (about 5 minutes on an H100/H200 with 16 cores)
 # Without a GPU it runs its CPU-side parts (build, CPU tests, benchmark collection) as a dry run.
 set -u -o pipefail
@@ -36,6 +37,28 @@ BENCH_ARGS=(-k "cuda" --benchmark-json="$OUT/bench.json")
 [ "$HAVE_GPU" = 1 ] || BENCH_ARGS=(--benchmark-disable)
 EDVR_FAST_BENCH_SUMMARY="$OUT/ratios.json" step bench 300 $PY -m pytest benchmarks/test_bench_dcn.py -q \
   -p no:cacheprovider "${BENCH_ARGS[@]}"
+if [ "$HAVE_GPU" = 1 ]; then
+  # The rest of the package on the GPU: loader pinned output and CUDA prefetch, a short training run
+  # with bf16 autocast + channels_last, one with torch.compile, NCCL through torchrun, inference.
+  export EDVR_FAST_CACHE=${EDVR_FAST_CACHE:-/tmp/edvr_fast_cache}
+  step loader_gpu 120 $PY -m pytest tests/loader -q -p no:cacheprovider -k "pinned or cuda" -rs
+  RUN="/tmp/edvr_gpu_run"
+  rm -rf "$RUN" "$RUN"_*
+  step train_gpu 180 $PY -m edvr_fast.train --out "$RUN" --no-progress --set train.device=cuda \
+    --set train.bf16=true --set train.channels_last=true
+  step train_compile 150 $PY -m edvr_fast.train --iters 40 --out "${RUN}_compile" --no-progress \
+    --set train.device=cuda --set train.compile=true --set val.every=0
+  step train_nccl 120 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m edvr_fast.train \
+    --iters 20 --out "${RUN}_nccl" --no-progress --set train.device=cuda --set val.every=0
+  INFER=$(grep -m1 '^inference:' "$LOG" | sed 's/^inference: *//')
+  if [ -n "$INFER" ]; then
+    step infer_gpu 120 $PY -m ${INFER#python -m } --device cuda
+  else
+    echo "=== infer_gpu: skipped (the training run printed no inference command)" | tee -a "$LOG"
+    STATUS[infer_gpu]="skipped"
+  fi
+  cp "$RUN/log.jsonl" "$OUT/train_gpu_log.jsonl" 2>/dev/null
+fi
 if [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/dev/null; then
   step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 7 $PY benchmarks/sanitizer_case.py
 else

@@ -13,11 +13,16 @@ def main(out: Path) -> None:
         name, _, rest = line.partition(" ")
         status[name] = rest
     ratios = json.loads((out / "ratios.json").read_text()) if (out / "ratios.json").exists() else []
-    summary = {"steps": status, "ratios": ratios}
+    log = out / "device_check.log"
+    # The training runs' one-line results ("done: N iterations in S s; validation PSNR ...").
+    runs = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("done:")] if log.exists() else []
+    summary = {"steps": status, "ratios": ratios, "train_runs": runs}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n==== device check summary ====")
     for name, st in sorted(status.items()):
-        print(f"{name:<10} {st}")
+        print(f"{name:<14} {st}")
+    for line in runs:
+        print(line)
     if ratios:
         print(f"{'group':<44} {'ours ms':>9} {'tv ms':>9} {'conv ms':>9} {'tv/ours':>8} {'ours/conv':>9}")
         groups: dict[str, dict] = {}

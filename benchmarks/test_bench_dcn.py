@@ -9,14 +9,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edvr_fast.ops import modulated_deform_conv2d
+from edvr_fast.ops import fallback, modulated_deform_conv2d
 
 tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision is the baseline (pip install .[test])")
 
 GPU_SHAPES = {"L1 16x64x64x64": (16, 64, 64, 64), "L2 16x64x32x32": (16, 64, 32, 32),
               "infer 1x64x180x320": (1, 64, 180, 320)}
-CPU_SHAPES = {"cpu 2x16x24x24": (2, 16, 24, 24)}
+# The second CPU shape is PCD level 1 of the default training run (batch 4 x 5 frames, 16 features).
+CPU_SHAPES = {"cpu 2x16x24x24": (2, 16, 24, 24), "cpu 20x16x32x32": (20, 16, 32, 32)}
 G = 8
+
+
+class _Fallback(torch.autograd.Function):
+    """The pure-PyTorch fallback as the op serves it when no compiled kernel is registered (forward and
+    analytic backward), the CPU path of every release before the CPU kernel."""
+
+    @staticmethod
+    def forward(ctx, x, off, mask, w, b):
+        ctx.save_for_backward(x, off, mask, w)
+        return fallback.forward(x, off, mask, w, b, (1, 1), (1, 1), (1, 1), 1, G)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, off, mask, w = ctx.saved_tensors
+        return fallback.backward(grad.contiguous(), x, off, mask, w, (1, 1), (1, 1), (1, 1), 1, G)
 
 
 def _inputs(shape, device, dtype, requires_grad):
@@ -39,6 +55,7 @@ def _impls(x, off, mask, w, b):
         "ours": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
         "torchvision": lambda: tv_ops.deform_conv2d(x, off, w, b, 1, 1, 1, mask=mask),
         "conv2d": lambda: torch.nn.functional.conv2d(x, w, b, 1, 1),
+        "fallback": lambda: _Fallback.apply(x, off, mask, w, b),
     }
 
 
@@ -66,7 +83,7 @@ def _case(measure, shape_name, shape, device, mode, impl, precision):
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
-@pytest.mark.parametrize("impl", ["ours", "torchvision", "conv2d"])
+@pytest.mark.parametrize("impl", ["ours", "fallback", "torchvision", "conv2d"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape_name", list(CPU_SHAPES))
 def test_dcn_cpu(measure, shape_name, mode, impl):

@@ -45,6 +45,7 @@ class DataConfig:
     synthetic_size: int = 64
     synthetic_blur: int = 5
     synthetic_speed: float = 4.0  # largest motion in GT pixels per frame: the length of the blur streaks
+    synthetic_noise: float = 0.0  # sensor noise on the input frames, std in 8-bit levels (0: none)
 
 
 @dataclass
@@ -293,6 +294,8 @@ def validate(cfg: TrainConfig, where: str = "config") -> None:
           cfg.data.synthetic_val_clips, "must be in [1, synthetic_clips - 1]", where)
     _need(0 <= cfg.data.synthetic_speed <= 32, "data.synthetic_speed", cfg.data.synthetic_speed, "must be in [0, 32]",
           where)
+    _need(0 <= cfg.data.synthetic_noise <= 64, "data.synthetic_noise", cfg.data.synthetic_noise,
+          "must be in [0, 64] (8-bit levels)", where)
     _need(cfg.data.synthetic_frames >= 1, "data.synthetic_frames", cfg.data.synthetic_frames, "must be >= 1", where)
     _need(cfg.data.synthetic_blur >= 1, "data.synthetic_blur", cfg.data.synthetic_blur, "must be >= 1", where)
     _need(cfg.data.synthetic_size >= 16 and cfg.data.synthetic_size % 16 == 0, "data.synthetic_size",

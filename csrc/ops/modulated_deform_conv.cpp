@@ -1,5 +1,5 @@
 // Schema of edvr_fast::modulated_deform_conv2d and its backward (DCNv2). Kernels register per key:
-// CUDA in cuda/modulated_deform_conv_kernel.cu, autocast in autocast/, CPU and autograd from Python
+// CPU in cpu/, CUDA in cuda/ (both through modulated_deform_conv_driver.h), autocast in autocast/, autograd from Python
 // (edvr_fast/ops/_registry.py, which keeps an identical copy of these strings for source checkouts).
 #include <torch/library.h>
 

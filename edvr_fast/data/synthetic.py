@@ -1,5 +1,7 @@
 """The built-in default data set: a procedural generator of moving textured scenes (camera pan plus sprites),
-rendered at a high sub-frame rate, blurred by averaging sub-frames (as REDS was made) and downsampled for SR.
+rendered at a high sub-frame rate, blurred by averaging sub-frames (as REDS was made), downsampled for SR,
+and, optionally, with sensor noise on the input frames (a real capture of the blurred frame is noisy; the
+GT is the clean sharp sub-frame).
 
 `ensure_dataset` renders and packs it once into a cache folder (atomic, safe against a killed attempt).
 """
@@ -30,6 +32,8 @@ class SyntheticParams:
 
     blur: sub-frames averaged into one input frame (1 = sharp input); the GT is the middle sub-frame.
     max_speed: largest camera / sprite motion in GT pixels per output frame.
+    noise: standard deviation, in 8-bit levels, of the Gaussian sensor noise added to each input frame
+    (independent per frame and pixel; 0 = none). The GT stays clean.
     """
 
     num_clips: int = 12
@@ -40,6 +44,7 @@ class SyntheticParams:
     blur: int = 5
     max_speed: float = 4.0
     sprites: int = 3
+    noise: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,10 +54,15 @@ class SyntheticParams:
             raise ValueError(f"height and width must be multiples of scale {self.scale}")
         if min(self.num_clips, self.num_frames, self.height, self.width, self.blur) < 1:
             raise ValueError("num_clips, num_frames, height, width and blur must be >= 1")
+        if not 0 <= self.noise <= 64:
+            raise ValueError(f"noise must be in [0, 64] (8-bit levels), got {self.noise}")
 
     def key(self) -> str:
         """A short stable name for these parameters and this generator version (the cache folder name)."""
-        blob = json.dumps({"v": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if not fields["noise"]:
+            del fields["noise"]  # noise-free sets keep the names (and caches) they had before noise existed
+        blob = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -117,6 +127,7 @@ def render_clip(params: SyntheticParams, index: int) -> tuple[list[np.ndarray], 
             img = img * (1 - m) + _shift(tex, x, y, w, h) * m
         return np.clip(img, 0, 1)
 
+    noise_rng = np.random.default_rng([p.seed, index, GENERATOR_VERSION, 1])
     lq, gt = [], []
     for f in range(p.num_frames):
         subs = [subframe(f * sub + s) for s in range(sub)]
@@ -125,8 +136,11 @@ def render_clip(params: SyntheticParams, index: int) -> tuple[list[np.ndarray], 
         blurred = np.mean([s**_GAMMA for s in subs], axis=0) ** (1 / _GAMMA)
         if p.scale > 1:
             blurred = cv2.resize(blurred, (w // p.scale, h // p.scale), interpolation=cv2.INTER_AREA)
+        observed = np.clip(blurred, 0, 1) * 255
+        if p.noise > 0:  # its own stream, so that the scene does not change with the noise level
+            observed = observed + noise_rng.normal(0.0, p.noise, observed.shape)
         gt.append(np.round(sharp * 255).astype(np.uint8))
-        lq.append(np.round(np.clip(blurred, 0, 1) * 255).astype(np.uint8))
+        lq.append(np.round(np.clip(observed, 0, 255)).astype(np.uint8))
     return lq, gt
 
 

@@ -1,7 +1,8 @@
 """Registration of `torch.ops.edvr_fast.modulated_deform_conv2d`: schema, kernels, fake and autograd.
 
-The compiled extension (`edvr_fast._C`) owns the schema and, when built with CUDA, the CUDA kernels;
-this module fills every dispatch key the extension left empty with the pure-PyTorch fallback.
+The compiled extension (`edvr_fast._C`) owns the schema and the CPU kernels (and, when built with CUDA,
+the CUDA kernels); this module fills every dispatch key the extension left empty with the pure-PyTorch
+fallback: all of them in a source checkout without a build, or under EDVR_FAST_FORCE_FALLBACK=1.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def register() -> None:
 
 
 def backend() -> dict[str, str]:
-    """Which kernel serves each device: 'cuda-kernel', 'fallback' (pure PyTorch) or 'unavailable'."""
+    """Which kernel serves each device: 'cpu-kernel' / 'cuda-kernel' (compiled), 'fallback' (pure
+    PyTorch) or 'unavailable'."""
     info = {}
     for key, device in (("CPU", "cpu"), ("CUDA", "cuda")):
         if device in _state["python_kernels"]:

@@ -33,7 +33,7 @@ def synthetic_params(cfg: TrainConfig) -> SyntheticParams:
     d = cfg.data
     return SyntheticParams(num_clips=d.synthetic_clips, num_frames=d.synthetic_frames, height=d.synthetic_size,
                            width=d.synthetic_size, scale=cfg.model.scale, blur=d.synthetic_blur,
-                           max_speed=d.synthetic_speed, seed=cfg.train.seed)
+                           max_speed=d.synthetic_speed, noise=d.synthetic_noise, seed=cfg.train.seed)
 
 
 def resolve_source(cfg: TrainConfig, progress: bool) -> DataSource:

@@ -164,8 +164,10 @@ def test_pinned_memory_when_cuda_exists(raw_pack: Path) -> None:
         lq, gt = next(iter(loader))
         assert lq.is_pinned() and gt.is_pinned()
     with FusedClipLoader(params, 4, device=torch.device("cuda")) as loader:
-        got = [(lq.cpu(), gt.cpu()) for lq, gt in loader]
-        assert all(lq.device.type == "cpu" for lq, _ in got)
+        on_gpu = list(loader)  # several batches in flight: each copy must finish before its buffer is reused
+        assert all(lq.is_cuda and gt.is_cuda for lq, gt in on_gpu)
+        torch.cuda.synchronize()
+        got = [(lq.cpu(), gt.cpu()) for lq, gt in on_gpu]
     _assert_same(got, reference_batches(params, 4, 0))
 
 

@@ -1,9 +1,11 @@
 // CUDA kernels of edvr_fast::modulated_deform_conv2d and its backward, registered for the CUDA key.
 // Design: a gather kernel writes mask-modulated bilinear samples ("columns") for a chunk of n images,
 // laid out [C*K, n*L] so that one large cuBLAS GEMM per group multiplies them with the weight
-// (batched small GEMMs were slower and their speed varied with cuBLAS's heuristics); the backward recomputes the columns for grad_weight, then
-// one fused kernel per work item produces grad_offset and grad_mask (no atomics) and scatters
-// grad_input (atomics). Columns are bounded by kColumnBudgetBytes by chunking the batch.
+// (batched small GEMMs were slower and their speed varied with cuBLAS's heuristics); the backward
+// recomputes the columns for grad_weight, then one fused kernel per work item produces grad_offset and
+// grad_mask (no atomics) and scatters grad_input (atomics). The GEMMs and chunking live in
+// ../modulated_deform_conv_driver.h (shared with the CPU kernels), the per-item math in
+// modulated_deform_conv_math.cuh.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/OpMathType.h>
@@ -12,313 +14,103 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <strings.h>
-#include <tuple>
 #include <type_traits>
-#include <vector>
 
-#include "modulated_deform_conv_math.cuh"
+#include "ops/modulated_deform_conv_driver.h"
 
 namespace edvr_fast {
 namespace {
 
-using dcn::Corners;
+using dcn::ChunkPtrs;
 using dcn::Geometry;
-using dcn::Item;
 
 constexpr int kThreads = 256;
-// Upper bound of the column buffer. 256 MiB holds a batch of 16 at PCD level 1 (64x64, 64 ch, 3x3)
-// in one chunk; torchvision's unchunked buffer for batch 16 at 256x256 would be 2.4 GB.
-// EDVR_FAST_DCN_COLUMN_BUDGET_MB overrides it (tests use it to exercise chunking at small sizes).
-constexpr int64_t kColumnBudgetBytes = int64_t(256) << 20;
-
-int64_t column_budget_bytes() {
-  const char* v = std::getenv("EDVR_FAST_DCN_COLUMN_BUDGET_MB");
-  if (v != nullptr && *v != '\0') {
-    const double mb = std::atof(v);
-    if (mb > 0) return static_cast<int64_t>(mb * 1024.0 * 1024.0);
-  }
-  return kColumnBudgetBytes;
-}
 
 int64_t blocks_for(int64_t items) {
   const int64_t max_blocks = int64_t(1) << 30;
   return std::min<int64_t>((items + kThreads - 1) / kThreads, max_blocks);
 }
 
-// cols[(g*Cg + c)*K + k][n*L + l] = mask * bilinear(input[n0+n][g*Cg + c], tap k of pixel l)
 template <typename scalar_t>
-__global__ void columns_kernel(const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
-                               const scalar_t* __restrict__ mask, scalar_t* __restrict__ cols,
-                               Geometry geo, int64_t items, int64_t n_chunk) {
+__global__ void columns_kernel(ChunkPtrs<scalar_t> p, scalar_t* __restrict__ cols, Geometry geo, int64_t items) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int K = geo.K();
-  const int64_t L = geo.L();
-  const int64_t plane = int64_t(geo.H) * geo.W;
-  const int Cg = geo.channels_per_group();
   for (int64_t flat = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; flat < items;
        flat += int64_t(blockDim.x) * gridDim.x) {
-    const Item it = dcn::decompose(flat, geo);
-    const int64_t l = int64_t(it.ho) * geo.Wo + it.wo;
-    const scalar_t* off = offset + it.n * (2 * geo.offset_groups * K) * L;
-    const acc_t dy = static_cast<acc_t>(off[dcn::offset_channel(it.g, it.k, K) * L + l]);
-    const acc_t dx = static_cast<acc_t>(off[(dcn::offset_channel(it.g, it.k, K) + 1) * L + l]);
-    const acc_t m = static_cast<acc_t>(mask[(it.n * geo.offset_groups * K + dcn::mask_channel(it.g, it.k, K)) * L + l]);
-    int by, bx;
-    dcn::base_position(geo, it.ho, it.wo, it.k, &by, &bx);
-    const Corners<acc_t> c = dcn::corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
-    const scalar_t* in = input + (it.n * geo.C + int64_t(it.g) * Cg) * plane;
-    scalar_t* out = cols + ((int64_t(it.g) * Cg * K + it.k) * n_chunk + it.n) * L + l;
-    const int64_t row_stride = int64_t(K) * n_chunk * L;  // next channel
-    for (int ch = 0; ch < Cg; ++ch) {
-      const acc_t v = dcn::interpolate<acc_t>(in + ch * plane, c);
-      out[ch * row_stride] = static_cast<scalar_t>(m * v);
-    }
+    dcn::gather_item<acc_t>(p, cols, geo, dcn::decompose(flat, geo));
   }
 }
 
-// For each work item: grad_offset (dy, dx) and grad_mask from the column gradient, and the scatter of
-// the column gradient into grad_input (accumulated in acc_store_t: float for fp16/bf16 inputs).
 template <typename scalar_t, typename grad_in_t>
-__global__ void columns_backward_kernel(const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
-                                        const scalar_t* __restrict__ mask,
-                                        const scalar_t* __restrict__ grad_cols, grad_in_t* __restrict__ grad_input,
-                                        scalar_t* __restrict__ grad_offset, scalar_t* __restrict__ grad_mask,
-                                        Geometry geo, int64_t items, int64_t n_chunk) {
+__global__ void columns_backward_kernel(ChunkPtrs<scalar_t> p, const scalar_t* __restrict__ grad_cols,
+                                        grad_in_t* __restrict__ grad_input, scalar_t* __restrict__ grad_offset,
+                                        scalar_t* __restrict__ grad_mask, Geometry geo, int64_t items) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int K = geo.K();
-  const int64_t L = geo.L();
-  const int64_t plane = int64_t(geo.H) * geo.W;
-  const int Cg = geo.channels_per_group();
   for (int64_t flat = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; flat < items;
        flat += int64_t(blockDim.x) * gridDim.x) {
-    const Item it = dcn::decompose(flat, geo);
-    const int64_t l = int64_t(it.ho) * geo.Wo + it.wo;
-    const int64_t off_base = it.n * (2 * geo.offset_groups * K) * L;
-    const int oc = dcn::offset_channel(it.g, it.k, K);
-    const acc_t dy = static_cast<acc_t>(offset[off_base + oc * L + l]);
-    const acc_t dx = static_cast<acc_t>(offset[off_base + (oc + 1) * L + l]);
-    const int64_t m_idx = (it.n * geo.offset_groups * K + dcn::mask_channel(it.g, it.k, K)) * L + l;
-    const acc_t m = static_cast<acc_t>(mask[m_idx]);
-    int by, bx;
-    dcn::base_position(geo, it.ho, it.wo, it.k, &by, &bx);
-    const Corners<acc_t> c = dcn::corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
-    const int64_t ch0 = it.n * geo.C + int64_t(it.g) * Cg;
-    const scalar_t* in = input + ch0 * plane;
-    grad_in_t* gin = grad_input + ch0 * plane;
-    const scalar_t* gc = grad_cols + ((int64_t(it.g) * Cg * K + it.k) * n_chunk + it.n) * L + l;
-    const int64_t row_stride = int64_t(K) * n_chunk * L;
-    acc_t g_mask = 0, g_y = 0, g_x = 0;
-    for (int ch = 0; ch < Cg; ++ch) {
-      const acc_t gcol = static_cast<acc_t>(gc[ch * row_stride]);
-      const scalar_t* p = in + ch * plane;
-      const acc_t v = dcn::interpolate<acc_t>(p, c);
-      acc_t vy, vx;
-      dcn::interpolate_grad<acc_t>(p, c, &vy, &vx);
-      g_mask += gcol * v;
-      const acc_t gv = gcol * m;
-      g_y += gv * vy;
-      g_x += gv * vx;
-      grad_in_t* gp = gin + ch * plane;
-      for (int q = 0; q < 4; ++q) {
-        if (c.idx[q] >= 0) atomicAdd(gp + c.idx[q], static_cast<grad_in_t>(gv * c.w[q]));
-      }
-    }
-    grad_offset[off_base + oc * L + l] = static_cast<scalar_t>(g_y);
-    grad_offset[off_base + (oc + 1) * L + l] = static_cast<scalar_t>(g_x);
-    grad_mask[m_idx] = static_cast<scalar_t>(g_mask);
+    dcn::backward_item<acc_t>(p, grad_cols, grad_input, grad_offset, grad_mask, geo, dcn::decompose(flat, geo));
   }
 }
 
-Geometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t offset_groups) {
-  Geometry geo;
-  geo.C = static_cast<int>(input.size(1));
-  geo.H = static_cast<int>(input.size(2));
-  geo.W = static_cast<int>(input.size(3));
-  geo.kh = static_cast<int>(weight.size(2));
-  geo.kw = static_cast<int>(weight.size(3));
-  geo.sh = static_cast<int>(stride[0]);
-  geo.sw = static_cast<int>(stride[1]);
-  geo.ph = static_cast<int>(padding[0]);
-  geo.pw = static_cast<int>(padding[1]);
-  geo.dh = static_cast<int>(dilation[0]);
-  geo.dw = static_cast<int>(dilation[1]);
-  geo.offset_groups = static_cast<int>(offset_groups);
-  geo.Ho = (geo.H + 2 * geo.ph - (geo.dh * (geo.kh - 1) + 1)) / geo.sh + 1;
-  geo.Wo = (geo.W + 2 * geo.pw - (geo.dw * (geo.kw - 1) + 1)) / geo.sw + 1;
-  return geo;
-}
+struct CudaBackend {
+  static constexpr const char* name = "CUDA";
+  static constexpr at::DeviceType device_type = at::kCUDA;
 
-void check_args(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-                const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-                at::IntArrayRef dilation, int64_t groups, int64_t offset_groups) {
-  TORCH_CHECK(input.is_cuda(), "modulated_deform_conv2d (CUDA): input must be a CUDA tensor");
-  for (const at::Tensor* t : {&offset, &mask, &weight}) {
-    TORCH_CHECK(t->device() == input.device(), "modulated_deform_conv2d: all tensors must be on ",
-                input.device(), ", got one on ", t->device());
-    TORCH_CHECK(t->scalar_type() == input.scalar_type(), "modulated_deform_conv2d: dtypes differ (",
-                input.scalar_type(), " vs ", t->scalar_type(), ")");
+  static void columns(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, at::Tensor& cols,
+                      const Geometry& geo, int64_t n0, int64_t n) {
+    const int64_t items = n * geo.offset_groups * geo.K() * geo.L();
+    if (items == 0) return;
+    auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_columns", [&] {
+      columns_kernel<scalar_t><<<blocks_for(items), kThreads, 0, stream>>>(
+          dcn::chunk_ptrs<scalar_t>(input, offset, mask, n0, n), cols.data_ptr<scalar_t>(), geo, items);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  TORCH_CHECK(input.dim() == 4 && offset.dim() == 4 && mask.dim() == 4 && weight.dim() == 4,
-              "modulated_deform_conv2d: input, offset, mask and weight must be 4-D");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
-              "modulated_deform_conv2d: stride, padding and dilation must have two values");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0 && dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 &&
-                  padding[1] >= 0,
-              "modulated_deform_conv2d: stride and dilation must be positive, padding non-negative");
-  const int64_t C = input.size(1);
-  TORCH_CHECK(groups > 0 && C % groups == 0 && weight.size(0) % groups == 0 && weight.size(1) * groups == C,
-              "modulated_deform_conv2d: weight ", weight.sizes(), " does not fit input channels ", C,
-              " with groups=", groups);
-  TORCH_CHECK(offset_groups > 0 && C % offset_groups == 0, "modulated_deform_conv2d: offset_groups=",
-              offset_groups, " must divide input channels ", C);
-  const Geometry geo = make_geometry(input, weight, stride, padding, dilation, offset_groups);
-  TORCH_CHECK(geo.Ho > 0 && geo.Wo > 0, "modulated_deform_conv2d: input too small for the kernel");
-  const int64_t K = geo.K();
-  TORCH_CHECK(offset.size(0) == input.size(0) && offset.size(1) == 2 * offset_groups * K &&
-                  offset.size(2) == geo.Ho && offset.size(3) == geo.Wo,
-              "modulated_deform_conv2d: offset must have shape [", input.size(0), ", ", 2 * offset_groups * K,
-              ", ", geo.Ho, ", ", geo.Wo, "], got ", offset.sizes());
-  TORCH_CHECK(mask.size(0) == input.size(0) && mask.size(1) == offset_groups * K && mask.size(2) == geo.Ho &&
-                  mask.size(3) == geo.Wo,
-              "modulated_deform_conv2d: mask must have shape [", input.size(0), ", ", offset_groups * K, ", ",
-              geo.Ho, ", ", geo.Wo, "], got ", mask.sizes());
-}
 
-// Sum over dims with an explicit accumulation dtype; spelled out because the braced-list overloads of
-// at::sum are ambiguous in some PyTorch versions (2.11).
-at::Tensor sum_over(const at::Tensor& t, std::vector<int64_t> dims, at::ScalarType dtype) {
-  return at::sum(t, at::OptionalIntArrayRef(at::IntArrayRef(dims)), false, std::optional<at::ScalarType>(dtype));
-}
+  static void columns_backward(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                               const at::Tensor& grad_cols, at::Tensor& grad_input, at::Tensor& grad_offset,
+                               at::Tensor& grad_mask, const Geometry& geo, int64_t n0, int64_t n) {
+    const int64_t items = n * geo.offset_groups * geo.K() * geo.L();
+    if (items == 0) return;
+    auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_backward", [&] {
+      using gin_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+      columns_backward_kernel<scalar_t, gin_t><<<blocks_for(items), kThreads, 0, stream>>>(
+          dcn::chunk_ptrs<scalar_t>(input, offset, mask, n0, n), grad_cols.data_ptr<scalar_t>(),
+          grad_input.narrow(0, n0, n).data_ptr<gin_t>(), grad_offset.narrow(0, n0, n).data_ptr<scalar_t>(),
+          grad_mask.narrow(0, n0, n).data_ptr<scalar_t>(), geo, items);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
 
-int64_t chunk_size(int64_t N, const Geometry& geo, size_t elem) {
-  const int64_t per_image = int64_t(geo.C) * geo.K() * geo.L() * static_cast<int64_t>(elem);
-  return std::max<int64_t>(1, std::min<int64_t>(N, column_budget_bytes() / std::max<int64_t>(per_image, 1)));
-}
-
-void launch_columns(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, at::Tensor& cols,
-                    const Geometry& geo, int64_t n0, int64_t n) {
-  const int64_t items = n * geo.offset_groups * geo.K() * geo.L();
-  if (items == 0) return;
-  auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_columns", [&] {
-    columns_kernel<scalar_t><<<blocks_for(items), kThreads, 0, stream>>>(
-        input.narrow(0, n0, n).data_ptr<scalar_t>(), offset.narrow(0, n0, n).data_ptr<scalar_t>(),
-        mask.narrow(0, n0, n).data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), geo, items, n);
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-at::Tensor mdcn_forward_cuda(const at::Tensor& input_, const at::Tensor& offset_, const at::Tensor& mask_,
-                             const at::Tensor& weight_, const std::optional<at::Tensor>& bias,
+at::Tensor mdcn_forward_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                             const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                              int64_t groups, int64_t offset_groups) {
-  check_args(input_, offset_, mask_, weight_, stride, padding, dilation, groups, offset_groups);
-  c10::cuda::CUDAGuard guard(input_.device());
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous(), mask = mask_.contiguous();
-  const at::Tensor weight = weight_.contiguous();
-  const Geometry geo = make_geometry(input, weight, stride, padding, dilation, offset_groups);
-  const int64_t N = input.size(0), Co = weight.size(0), K = geo.K(), L = geo.L();
-  const int64_t Kg = weight.size(1) * K, Cog = Co / groups;
-  at::Tensor out = at::empty({N, Co, L}, input.options());
-  if (N == 0) return out.view({N, Co, geo.Ho, geo.Wo});
-  const at::Tensor w = weight.view({groups, Cog, Kg});
-  const int64_t chunk = chunk_size(N, geo, input.element_size());
-  const int64_t CK = int64_t(geo.C) * K;
-  at::Tensor cols_buf = at::empty({CK * chunk * L}, input.options());
-  at::Tensor out_buf = chunk > 1 ? at::empty({Co * chunk * L}, input.options()) : at::Tensor();
-  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-    const int64_t n = std::min(chunk, N - n0);
-    at::Tensor cols = cols_buf.narrow(0, 0, CK * n * L).view({CK, n * L});
-    launch_columns(input, offset, mask, cols, geo, n0, n);
-    // One image: the GEMM writes its output in place; several: into [Co, n*L], then one transposing copy.
-    at::Tensor out_cm = n == 1 ? out.narrow(0, n0, 1).view({Co, L})
-                               : out_buf.narrow(0, 0, Co * n * L).view({Co, n * L});
-    for (int64_t g = 0; g < groups; ++g) {
-      at::Tensor dst = out_cm.narrow(0, g * Cog, Cog);
-      at::mm_out(dst, w[g], cols.narrow(0, g * Kg, Kg));  // [Cog, Kg] x [Kg, n*L]
-    }
-    if (n > 1) out.narrow(0, n0, n).copy_(out_cm.view({Co, n, L}).transpose(0, 1));
-  }
-  if (bias.has_value() && bias->defined()) out.add_(bias->to(out.scalar_type()).view({1, Co, 1}));
-  return out.view({N, Co, geo.Ho, geo.Wo});
+  TORCH_CHECK(input.is_cuda(), "modulated_deform_conv2d (CUDA): input must be a CUDA tensor");
+  c10::cuda::CUDAGuard guard(input.device());
+  return dcn::forward<CudaBackend>(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                                   offset_groups);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_backward_cuda(
-    const at::Tensor& grad_out_, const at::Tensor& input_, const at::Tensor& offset_, const at::Tensor& mask_,
-    const at::Tensor& weight_, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+    const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
     int64_t groups, int64_t offset_groups) {
-  check_args(input_, offset_, mask_, weight_, stride, padding, dilation, groups, offset_groups);
+  TORCH_CHECK(input.is_cuda(), "modulated_deform_conv2d (CUDA): input must be a CUDA tensor");
   at::globalContext().alertNotDeterministic(
       "edvr_fast::modulated_deform_conv2d_backward (CUDA): grad_input is accumulated with atomicAdd");
-  c10::cuda::CUDAGuard guard(input_.device());
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous(), mask = mask_.contiguous();
-  const at::Tensor weight = weight_.contiguous();
-  const Geometry geo = make_geometry(input, weight, stride, padding, dilation, offset_groups);
-  const int64_t N = input.size(0), Co = weight.size(0), K = geo.K(), L = geo.L();
-  TORCH_CHECK(grad_out_.dim() == 4 && grad_out_.size(0) == N && grad_out_.size(1) == Co &&
-                  grad_out_.size(2) == geo.Ho && grad_out_.size(3) == geo.Wo,
-              "modulated_deform_conv2d_backward: grad_output has shape ", grad_out_.sizes());
-  const at::Tensor grad_out = grad_out_.to(input.scalar_type()).contiguous().view({N, Co, L});
-  const int64_t Kg = weight.size(1) * K, Cog = Co / groups;
-  const bool reduced = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
-  // fp16/bf16: scatter into an fp32 buffer, cast once at the end (atomics in fp32, like the accumulation).
-  at::Tensor grad_input = at::zeros(input.sizes(), input.options().dtype(reduced ? at::kFloat : input.scalar_type()));
-  at::Tensor grad_offset = at::empty(offset.sizes(), offset.options());
-  at::Tensor grad_mask = at::empty(mask.sizes(), mask.options());
-  at::Tensor grad_weight = at::zeros({groups, Cog, Kg}, weight.options().dtype(at::kFloat));
-  if (weight.scalar_type() == at::kDouble) grad_weight = grad_weight.to(at::kDouble);
-  at::Tensor grad_bias = sum_over(grad_out, {0, 2}, reduced ? at::kFloat : grad_out.scalar_type());
-  if (N > 0) {
-    const at::Tensor w = weight.view({groups, Cog, Kg});
-    const int64_t chunk = chunk_size(N, geo, input.element_size());
-    const int64_t CK = int64_t(geo.C) * K;
-    at::Tensor cols_buf = at::empty({CK * chunk * L}, input.options());
-    auto stream = at::cuda::getCurrentCUDAStream();
-    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-      const int64_t n = std::min(chunk, N - n0);
-      at::Tensor cols = cols_buf.narrow(0, 0, CK * n * L).view({CK, n * L});
-      launch_columns(input, offset, mask, cols, geo, n0, n);
-      // grad_output as [Co, n*L], the layout of the columns (a view for one image, else one copy)
-      const at::Tensor go = grad_out.narrow(0, n0, n).transpose(0, 1).contiguous().view({Co, n * L});
-      for (int64_t g = 0; g < groups; ++g) {  // [Cog, n*L] x [n*L, Kg]: one GEMM reduces over the chunk
-        grad_weight[g].add_(at::mm(go.narrow(0, g * Cog, Cog), cols.narrow(0, g * Kg, Kg).t()));
-      }
-      // cols now receives the column gradient W^T x grad_out (the same buffer, stream-ordered).
-      for (int64_t g = 0; g < groups; ++g) {
-        at::Tensor dst = cols.narrow(0, g * Kg, Kg);
-        at::mm_out(dst, w[g].t(), go.narrow(0, g * Cog, Cog));
-      }
-      const int64_t items = n * geo.offset_groups * K * L;
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_backward", [&] {
-        using gin_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-        columns_backward_kernel<scalar_t, gin_t><<<blocks_for(items), kThreads, 0, stream>>>(
-            input.narrow(0, n0, n).data_ptr<scalar_t>(), offset.narrow(0, n0, n).data_ptr<scalar_t>(),
-            mask.narrow(0, n0, n).data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(),
-            grad_input.narrow(0, n0, n).data_ptr<gin_t>(), grad_offset.narrow(0, n0, n).data_ptr<scalar_t>(),
-            grad_mask.narrow(0, n0, n).data_ptr<scalar_t>(), geo, items, n);
-      });
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  }
-  return {grad_input.to(input.scalar_type()), grad_offset, grad_mask,
-          grad_weight.view(weight.sizes()).to(weight.scalar_type()), grad_bias.to(weight.scalar_type())};
-}
-
-bool fallback_forced() {
-  const char* v = std::getenv("EDVR_FAST_FORCE_FALLBACK");
-  if (v == nullptr || *v == '\0') return false;
-  return std::strcmp(v, "0") != 0 && strcasecmp(v, "false") != 0 && strcasecmp(v, "no") != 0;
+  c10::cuda::CUDAGuard guard(input.device());
+  return dcn::backward<CudaBackend>(grad_out, input, offset, mask, weight, stride, padding, dilation, groups,
+                                    offset_groups);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(edvr_fast, CUDA, m) {
   // EDVR_FAST_FORCE_FALLBACK leaves the CUDA key empty; Python then registers the pure-PyTorch kernel.
-  if (fallback_forced()) return;
+  if (dcn::fallback_forced()) return;
   m.impl("modulated_deform_conv2d", &mdcn_forward_cuda);
   m.impl("modulated_deform_conv2d_backward", &mdcn_backward_cuda);
 }

@@ -1,5 +1,7 @@
-// Index and bilinear-sampling math of modulated deformable convolution, shared by the CUDA kernels
-// and the plain C++ host tests (tests/cpp). No Torch types here: ctest compiles it with g++ alone.
+// Index and bilinear-sampling math of modulated deformable convolution, and the per-work-item bodies
+// of the column gather and its backward: shared by the CUDA kernels, the CPU kernels
+// (cpu/modulated_deform_conv_cpu.cpp) and the plain C++ host tests (tests/cpp). No Torch types here:
+// ctest compiles it with g++ alone.
 #pragma once
 
 #include <cmath>
@@ -133,6 +135,97 @@ EDVR_HD void interpolate_grad(const scalar_t* plane, const Corners<acc_t>& c, ac
   }
   *dvdy = gy;
   *dvdx = gx;
+}
+
+// grad_input accumulation: atomic in device code (work items of one image run concurrently), a plain
+// add on the host, where the CPU kernel gives each (image, offset group) to one thread.
+template <typename grad_in_t, typename acc_t>
+EDVR_HD void scatter_add(grad_in_t* p, acc_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(p, static_cast<grad_in_t>(v));
+#else
+  *p += static_cast<grad_in_t>(v);
+#endif
+}
+
+// Pointers of one chunk of n_chunk images (image 0 of the chunk first) and its column buffer, laid
+// out [C*K, n_chunk*L]: row (g*Cg + c)*K + k, column n*L + l.
+template <typename scalar_t>
+struct ChunkPtrs {
+  const scalar_t* input;   // [n, C, H, W]
+  const scalar_t* offset;  // [n, 2*G*K, Ho, Wo]
+  const scalar_t* mask;    // [n, G*K, Ho, Wo]
+  int64_t n_chunk;
+};
+
+// cols[(g*Cg + c)*K + k][n*L + l] = mask * bilinear(input[n][g*Cg + c], tap k of pixel l), c < Cg.
+template <typename acc_t, typename scalar_t>
+EDVR_HD void gather_item(const ChunkPtrs<scalar_t>& p, scalar_t* cols, const Geometry& geo, const Item& it) {
+  const int K = geo.K();
+  const int64_t L = geo.L();
+  const int64_t plane = int64_t(geo.H) * geo.W;
+  const int Cg = geo.channels_per_group();
+  const int64_t l = int64_t(it.ho) * geo.Wo + it.wo;
+  const scalar_t* off = p.offset + it.n * (2 * geo.offset_groups * K) * L;
+  const int oc = offset_channel(it.g, it.k, K);
+  const acc_t dy = static_cast<acc_t>(off[oc * L + l]);
+  const acc_t dx = static_cast<acc_t>(off[(oc + 1) * L + l]);
+  const acc_t m = static_cast<acc_t>(p.mask[(it.n * geo.offset_groups * K + mask_channel(it.g, it.k, K)) * L + l]);
+  int by, bx;
+  base_position(geo, it.ho, it.wo, it.k, &by, &bx);
+  const Corners<acc_t> c = corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
+  const scalar_t* in = p.input + (it.n * geo.C + int64_t(it.g) * Cg) * plane;
+  scalar_t* out = cols + ((int64_t(it.g) * Cg * K + it.k) * p.n_chunk + it.n) * L + l;
+  const int64_t row_stride = int64_t(K) * p.n_chunk * L;  // next channel
+  for (int ch = 0; ch < Cg; ++ch) {
+    out[ch * row_stride] = static_cast<scalar_t>(m * interpolate<acc_t>(in + ch * plane, c));
+  }
+}
+
+// Backward of one work item, from the column gradient grad_cols (the layout of the columns):
+// grad_offset (dy, dx) and grad_mask of the item, written once, and the item's share of grad_input
+// (chunk-relative, [n, C, H, W], accumulated by scatter_add).
+template <typename acc_t, typename scalar_t, typename grad_in_t>
+EDVR_HD void backward_item(const ChunkPtrs<scalar_t>& p, const scalar_t* grad_cols, grad_in_t* grad_input,
+                           scalar_t* grad_offset, scalar_t* grad_mask, const Geometry& geo, const Item& it) {
+  const int K = geo.K();
+  const int64_t L = geo.L();
+  const int64_t plane = int64_t(geo.H) * geo.W;
+  const int Cg = geo.channels_per_group();
+  const int64_t l = int64_t(it.ho) * geo.Wo + it.wo;
+  const int64_t off_base = it.n * (2 * geo.offset_groups * K) * L;
+  const int oc = offset_channel(it.g, it.k, K);
+  const acc_t dy = static_cast<acc_t>(p.offset[off_base + oc * L + l]);
+  const acc_t dx = static_cast<acc_t>(p.offset[off_base + (oc + 1) * L + l]);
+  const int64_t m_idx = (it.n * geo.offset_groups * K + mask_channel(it.g, it.k, K)) * L + l;
+  const acc_t m = static_cast<acc_t>(p.mask[m_idx]);
+  int by, bx;
+  base_position(geo, it.ho, it.wo, it.k, &by, &bx);
+  const Corners<acc_t> c = corners<acc_t>(by, bx, dy, dx, geo.H, geo.W);
+  const int64_t ch0 = it.n * geo.C + int64_t(it.g) * Cg;
+  const scalar_t* in = p.input + ch0 * plane;
+  grad_in_t* gin = grad_input + ch0 * plane;
+  const scalar_t* gc = grad_cols + ((int64_t(it.g) * Cg * K + it.k) * p.n_chunk + it.n) * L + l;
+  const int64_t row_stride = int64_t(K) * p.n_chunk * L;
+  acc_t g_mask = 0, g_y = 0, g_x = 0;
+  for (int ch = 0; ch < Cg; ++ch) {
+    const acc_t gcol = static_cast<acc_t>(gc[ch * row_stride]);
+    const scalar_t* src = in + ch * plane;
+    const acc_t v = interpolate<acc_t>(src, c);
+    acc_t vy, vx;
+    interpolate_grad<acc_t>(src, c, &vy, &vx);
+    g_mask += gcol * v;
+    const acc_t gv = gcol * m;
+    g_y += gv * vy;
+    g_x += gv * vx;
+    grad_in_t* gp = gin + ch * plane;
+    for (int q = 0; q < 4; ++q) {
+      if (c.idx[q] >= 0) scatter_add(gp + c.idx[q], gv * c.w[q]);
+    }
+  }
+  grad_offset[off_base + oc * L + l] = static_cast<scalar_t>(g_y);
+  grad_offset[off_base + (oc + 1) * L + l] = static_cast<scalar_t>(g_x);
+  grad_mask[m_idx] = static_cast<scalar_t>(g_mask);
 }
 
 }  // namespace dcn

@@ -1,9 +1,14 @@
-"""The compiled CUDA kernels against the float64 fallback (run on the GPU machine; skipped without CUDA)."""
+"""The compiled kernels (CPU always, CUDA on a GPU machine) against the float64 fallback.
+
+CPU cases run wherever `edvr_fast._C` is built; CUDA cases carry the `gpu` mark and skip without a device.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,7 +16,16 @@ from dcn_reference import make_case
 
 from edvr_fast.ops import backend, fallback, modulated_deform_conv2d
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+def _compiled(device: str) -> bool:
+    return backend()[device] == f"{device}-kernel"
+
+
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])
+CPU = pytest.param("cpu", marks=pytest.mark.skipif(
+    not _compiled("cpu"), reason="edvr_fast._C CPU kernel not built or fallback forced"))
+DEVICES = [CPU, CUDA]
 
 TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
@@ -34,8 +48,8 @@ def _random_shape(rng: random.Random, N: int) -> dict:
                 dilation=dil, groups=groups, offset_groups=offset_groups, offset_scale=rng.choice([0.5, 2.0, 8.0]))
 
 
-def _check_against_reference(shape: dict, dtype: torch.dtype, seed: int) -> None:
-    args64, conv = make_case(**shape, seed=seed, device="cuda")
+def _check_against_reference(shape: dict, dtype: torch.dtype, seed: int, device: str) -> None:
+    args64, conv = make_case(**shape, seed=seed, device=device)
     # The reference sees exactly the inputs the kernel sees (rounded to `dtype`), so that only the kernel's
     # arithmetic is measured: an offset rounded across an integer changes the bilinear gradient itself.
     args64 = tuple(a.to(dtype).double() if a is not None else None for a in args64)
@@ -61,16 +75,18 @@ def _check_against_reference(shape: dict, dtype: torch.dtype, seed: int) -> None
     assert not bad, f"{dtype} {shape}: relative errors over {tol}: {bad}"
 
 
-def test_backend_is_compiled_kernel():
-    assert backend()["cuda"] == "cuda-kernel"
+@pytest.mark.parametrize("device", DEVICES)
+def test_backend_is_compiled_kernel(device):
+    assert backend()[device] == f"{device}-kernel"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("N", [1, 80])
-def test_random_shapes_against_float64(dtype, N):
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_shapes_against_float64(dtype, N, device):
     rng = random.Random(1000 + N)
-    for i in range(6):
-        _check_against_reference(_random_shape(rng, N), dtype, seed=i)
+    for i in range(6 if device == "cuda" else 3):
+        _check_against_reference(_random_shape(rng, N), dtype, seed=i, device=device)
 
 
 @pytest.mark.parametrize("shape", [
@@ -80,21 +96,36 @@ def test_random_shapes_against_float64(dtype, N):
     dict(N=4, C=16, Co=8, H=7, W=8, kh=3, kw=3, offset_groups=4, integer_offsets=True),
     dict(N=3, C=8, Co=8, H=9, W=9, kh=3, kw=3, mask_mode="ones", bias=False),
 ])
-def test_named_shapes_fp32(shape):
-    _check_against_reference(shape, torch.float32, seed=7)
+@pytest.mark.parametrize("device", DEVICES)
+def test_named_shapes_fp32(shape, device):
+    _check_against_reference(shape, torch.float32, seed=7, device=device)
 
 
-def test_chunked_batch_matches(monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_float64_gradcheck(device):
+    args, conv = make_case(N=2, C=4, Co=4, H=5, W=6, kh=3, kw=3, offset_groups=2, device=device)
+    x, off, m, w, b = (a.requires_grad_() for a in args)
+    # Offsets well inside pixels: finite differences must not cross a whole pixel (bilinear kinks).
+    with torch.no_grad():
+        off.copy_(off.floor() + 0.25 + 0.5 * torch.rand_like(off))
+    # CUDA accumulates grad_input with atomics: two backward passes may differ in the last bits.
+    assert torch.autograd.gradcheck(lambda *t: modulated_deform_conv2d(*t, **conv), (x, off, m, w, b),
+                                    eps=1e-6, atol=1e-6, nondet_tol=1e-12 if device == "cuda" else 0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_chunked_batch_matches(monkeypatch, device):
     """A column budget smaller than one batch forces several chunks; results must not change."""
     shape = dict(N=37, C=16, Co=8, H=11, W=13, kh=3, kw=3, offset_groups=4)
     monkeypatch.setenv("EDVR_FAST_DCN_COLUMN_BUDGET_MB", "0.05")
-    _check_against_reference(shape, torch.float32, seed=3)
+    _check_against_reference(shape, torch.float32, seed=3, device=device)
 
 
-def test_against_torchvision_fp32():
+@pytest.mark.parametrize("device", DEVICES)
+def test_against_torchvision_fp32(device):
     tv = pytest.importorskip("torchvision.ops")
     args, conv = make_case(N=4, C=32, Co=16, H=17, W=19, kh=3, kw=3, offset_groups=4, dtype=torch.float32,
-                           device="cuda", stride=(2, 1), dilation=(1, 2), padding=(1, 2))
+                           device=device, stride=(2, 1), dilation=(1, 2), padding=(1, 2))
     x, off, m, w, b = (a.requires_grad_() for a in args)
     ours = modulated_deform_conv2d(x, off, m, w, b, **conv)
     g = torch.randn_like(ours)
@@ -106,22 +137,59 @@ def test_against_torchvision_fp32():
         assert _rel(a, t.double()) < 1e-5
 
 
-def test_opcheck_cuda():
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
     args, conv = make_case(N=2, C=8, Co=8, H=7, W=6, kh=3, kw=3, offset_groups=2, dtype=torch.float32,
-                           device="cuda")
+                           device=device)
     x, off, m, w, b = (a.requires_grad_() for a in args)
     torch.library.opcheck(torch.ops.edvr_fast.modulated_deform_conv2d.default,
                           (x, off, m, w, b, [1, 1], [1, 1], [1, 1], 1, 2))
 
 
-def test_autocast_bf16_is_native():
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_bf16_is_native(device):
     args, conv = make_case(N=2, C=16, Co=16, H=9, W=9, kh=3, kw=3, offset_groups=2, dtype=torch.float32,
-                           device="cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+                           device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
         out = modulated_deform_conv2d(*args, **conv)
     assert out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("device", [CPU])
+def test_cpu_backward_is_deterministic(device):
+    """The CPU backward gives each (image, offset group) to one thread: bitwise equal runs, allowed in
+    deterministic mode."""
+    args, conv = make_case(N=6, C=16, Co=8, H=13, W=11, kh=3, kw=3, offset_groups=2, dtype=torch.float32)
+    torch.use_deterministic_algorithms(True)
+    try:
+        grads = []
+        for _ in range(2):
+            x, off, m, w, b = (a.clone().requires_grad_() for a in args)
+            modulated_deform_conv2d(x, off, m, w, b, **conv).square().sum().backward()
+            grads.append([t.grad for t in (x, off, m, w, b)])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for a, c in zip(*grads):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("device", [CPU])
+def test_cpu_kernel_error_names_the_problem(device):
+    """The raw op, past the Python checks: the C++ check raises a RuntimeError naming the shapes. In a
+    child process, because a C++ runtime mismatch in the build (seen on one GPU machine's image) turns
+    this into a crash, which must fail this test, not end the test session."""
+    code = ("import torch, edvr_fast.ops\n"
+            "x = torch.randn(1, 8, 6, 6); off = torch.randn(1, 4, 6, 6); m = torch.rand(1, 9, 6, 6)\n"
+            "torch.ops.edvr_fast.modulated_deform_conv2d(x, off, m, torch.randn(8, 8, 3, 3), None,"
+            " [1, 1], [1, 1], [1, 1], 1, 1)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "offset must have shape [1, 18, 6, 6], got [1, 4, 6, 6]" in proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_deterministic_mode_raises_on_backward():
     args, conv = make_case(N=1, C=8, Co=8, H=6, W=6, kh=3, kw=3, dtype=torch.float32, device="cuda")
     x, off, m, w, b = (a.requires_grad_() for a in args)
@@ -134,6 +202,8 @@ def test_deterministic_mode_raises_on_backward():
         torch.use_deterministic_algorithms(False)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_compile_fullgraph_cuda():
     from edvr_fast.ops import DCNPack
 
@@ -150,6 +220,8 @@ def test_compile_fullgraph_cuda():
     assert _rel(out, eager.double()) < 1e-5
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_large_batch_no_atomic_blowup():
     """Batch 64 at PCD L1 size must run and agree with the fallback on a slice (no 32-image chunk bugs)."""
     if os.environ.get("EDVR_FAST_SKIP_LARGE") == "1":
