@@ -18,13 +18,18 @@ from edvr_fast.errors import ConfigError
 from edvr_fast.models.params import EDVRParams
 from edvr_fast.models.presets import preset as get_preset
 
-# The default run's model: video deblurring (scale 1), small enough to train visibly in minutes on two
-# CPU cores. Deblurring starts exactly at the identity (the residual adds to the blurred centre frame), so
-# every step of learning shows as PSNR over the input; x4 SR starts below bicubic and needs far longer.
+# The defaults are the built-in default run (`python -m edvr_fast.train`): video deblurring (scale 1) on
+# the synthetic set, a model small enough to train visibly in under 5 minutes on two CPU cores. Deblurring
+# starts near the identity (the residual adds to the blurred centre frame), so learning shows as PSNR over
+# the input; x4 SR starts below bicubic and needs far longer. Measured there (1000 iterations): a constant
+# 2e-3 learning rate with an EMA of the weights ends +0.37 dB over the input, a cosine decay to 0 +0.24 dB
+# and a cosine from 4e-3 +0.10 dB (EDVR leaves the identity slowly; a decaying rate stalls it). Real runs
+# set their own schedule, iterations and preset (or import a published option file).
 DEFAULT_MODEL = dict(num_feat=16, num_frame=5, deformable_groups=2, num_extract_block=1,
                      num_reconstruct_block=3, scale=1)
 LOADERS = ("auto", "fused", "reference")
 REDUCTIONS = ("mean", "sum")
+SCHEDULES = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -78,9 +83,11 @@ class LossConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Cosine annealing with restarts: periods (None: one period of train.iters), each restart's weight
-    scales the amplitude above eta_min; linear warm-up; TSA-only phase trains only fusion."""
+    """kind "cosine": cosine annealing with restarts: periods (None: one period of train.iters), each
+    restart's weight scales the amplitude above eta_min. kind "constant": optim.lr throughout (periods,
+    restart_weights and eta_min unused). Both: linear warm-up; TSA-only phase trains only fusion."""
 
+    kind: str = "constant"
     periods: tuple[int, ...] | None = None
     restart_weights: tuple[float, ...] | None = None
     eta_min: float = 1e-6
@@ -90,18 +97,18 @@ class ScheduleConfig:
 
 @dataclass
 class TrainSection:
-    iters: int = 300
+    iters: int = 1000
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
-    ema_decay: float | None = None  # e.g. 0.999; None: no EMA
+    ema_decay: float | None = 0.99  # EMA of the weights (validated and deployed); None: no EMA
 
 
 @dataclass
 class ValConfig:
-    every: int = 150  # iterations; 0: only at the end
+    every: int = 250  # iterations; 0: only at the end
     crop_border: int = 0
     y_channel: bool = False
     max_samples: int | None = 16  # validation frames per run (evenly spread); None: all
@@ -118,7 +125,7 @@ class LogConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 150
+    every: int = 250
     keep: int = 3
 
 
@@ -313,6 +320,7 @@ def validate(cfg: TrainConfig, where: str = "config") -> None:
     _need(cfg.loss.reduction in REDUCTIONS, "loss.reduction", cfg.loss.reduction, f"one of {REDUCTIONS}", where)
     sc, t = cfg.schedule, cfg.train
     _need(t.iters >= 1, "train.iters", t.iters, "must be >= 1", where)
+    _need(sc.kind in SCHEDULES, "schedule.kind", sc.kind, f"must be one of {SCHEDULES}", where)
     if sc.periods is not None:
         _need(len(sc.periods) > 0 and all(p >= 1 for p in sc.periods), "schedule.periods", list(sc.periods),
               "must be a non-empty list of integers >= 1", where)

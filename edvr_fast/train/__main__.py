@@ -75,8 +75,9 @@ def _summary(res, cfg: TrainConfig) -> str:
     if v:
         gain = v["psnr"] - v["identity_psnr"]
         extra = f", SSIM {v['ssim']:.4f}" if "ssim" in v else ""
+        ident = f", SSIM {v['identity_ssim']:.4f}" if "identity_ssim" in v else ""
         lines.append(f"done: {res.iterations} iterations in {res.wall_s:.0f}s; validation PSNR {v['psnr']:.2f} dB"
-                     f"{extra} vs identity {v['identity_psnr']:.2f} dB ({gain:+.2f} dB)")
+                     f"{extra} vs identity (input frame) {v['identity_psnr']:.2f} dB{ident} ({gain:+.2f} dB)")
     ckpt = res.best or res.checkpoint or (res.out / "checkpoints" / BEST)
     lines.append(f"checkpoint: {ckpt}" + (f" (latest: {res.checkpoint})" if res.checkpoint else ""))
     lines.append(f"logs:       {res.out / 'log.jsonl'}")

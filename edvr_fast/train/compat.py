@@ -97,6 +97,7 @@ def _network(m: _Mapper, section: str, names: dict[str, str]) -> None:
 
 
 def _schedule(m: _Mapper, periods_key: str, weights_key: str, prepend_first: bool) -> None:
+    m.put("schedule.kind", "cosine")  # both projects train EDVR with cosine annealing and restarts
     periods = m.get(periods_key)
     if periods is not None:
         m.put("schedule.periods", [_int(p) for p in periods])

@@ -26,7 +26,7 @@ from edvr_fast.train import checkpoints as ckpt
 from edvr_fast.train import distributed
 from edvr_fast.train.data import TrainBatches, resolve_source, val_samples
 from edvr_fast.train.logs import RunLog
-from edvr_fast.train.schedules import CosineRestarts
+from edvr_fast.train.schedules import Constant, CosineRestarts
 from edvr_fast.train.steps import EMA, FusionOnly, build_optimizer, charbonnier, set_learning_rates
 from edvr_fast.train.validate import evaluate
 
@@ -116,8 +116,11 @@ class Trainer:
         self.opt = build_optimizer(model, cfg)
         self.fusion_only = FusionOnly(model)
         sc = cfg.schedule
-        self.schedule = CosineRestarts(cfg.optim.lr, sc.periods or (cfg.train.iters,), sc.restart_weights,
-                                       sc.eta_min, sc.warmup_iters)
+        if sc.kind == "constant":
+            self.schedule: Constant | CosineRestarts = Constant(cfg.optim.lr, sc.warmup_iters)
+        else:
+            self.schedule = CosineRestarts(cfg.optim.lr, sc.periods or (cfg.train.iters,), sc.restart_weights,
+                                           sc.eta_min, sc.warmup_iters)
         net: torch.nn.Module = model
         if info.enabled:
             ids = [info.device.index] if info.device.type == "cuda" else None
@@ -306,8 +309,9 @@ class Trainer:
         self.log.event("val", iteration=self.it, **res)
         self.log.scalars(self.it, "val", res)
         extra = f", SSIM {res['ssim']:.4f}" if "ssim" in res else ""
-        self.log.say(f"val @ {self.it}: PSNR {res['psnr']:.2f} dB{extra} (identity {res['identity_psnr']:.2f} dB, "
-                     f"{res['frames']} frames)")
+        ident = f", SSIM {res['identity_ssim']:.4f}" if "identity_ssim" in res else ""
+        self.log.say(f"val @ {self.it}: PSNR {res['psnr']:.2f} dB{extra} (identity {res['identity_psnr']:.2f} dB"
+                     f"{ident}, {res['frames']} frames)")
         if res["psnr"] > self.best_psnr:
             self.best_psnr = res["psnr"]
             if self.info.is_main:

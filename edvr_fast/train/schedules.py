@@ -1,4 +1,5 @@
-"""Learning-rate schedules as pure functions of the iteration: cosine annealing with restarts and warm-up.
+"""Learning-rate schedules as pure functions of the iteration: cosine annealing with restarts, or a
+constant rate, each with an optional linear warm-up.
 
 Being pure makes resume exact: the scheduler state is just the iteration counter.
 """
@@ -7,6 +8,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+
+def _warm(value: float, it: int, warmup: int) -> float:
+    return value * (it + 1) / warmup if warmup and it < warmup else value
+
+
+class Constant:
+    """lr(it) = base_lr after a linear warm-up over the first `warmup` iterations (from base / warmup)."""
+
+    def __init__(self, base_lr: float, warmup: int = 0):
+        self.base_lr, self.warmup = float(base_lr), int(warmup)
+
+    def factor(self, it: int) -> float:
+        return self.lr(it) / self.base_lr
+
+    def lr(self, it: int) -> float:
+        return _warm(self.base_lr, it, self.warmup)
 
 
 class CosineRestarts:
@@ -39,6 +57,4 @@ class CosineRestarts:
                 value = self.eta_min + weight * (self.base_lr - self.eta_min) * cos
                 break
             start += period
-        if self.warmup and it < self.warmup:
-            value *= (it + 1) / self.warmup
-        return value
+        return _warm(value, it, self.warmup)

@@ -37,7 +37,7 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
     was_training = model.training
     model.eval()
     dev = info.device
-    sums = torch.zeros(4, dtype=torch.float64, device=dev)  # psnr, ssim, identity psnr, count
+    sums = torch.zeros(5, dtype=torch.float64, device=dev)  # psnr, ssim, identity psnr, identity ssim, count
     saved = 0
     for i in indices:
         item = ds[i]
@@ -49,7 +49,8 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
         sums[0] += psnr(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[1] += ssim(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[2] += psnr(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
-        sums[3] += 1
+        sums[3] += ssim(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
+        sums[4] += 1
         if samples_dir is not None and saved < save_samples:
             samples_dir.mkdir(parents=True, exist_ok=True)
             name = item["key"].replace("/", "_")
@@ -60,5 +61,6 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
     if was_training:
         model.train()
     s = sums.tolist()
-    n = max(s[3], 1.0)
-    return {"psnr": s[0] / n, "ssim": s[1] / n, "identity_psnr": s[2] / n, "frames": int(s[3])}
+    n = max(s[4], 1.0)
+    return {"psnr": s[0] / n, "ssim": s[1] / n, "identity_psnr": s[2] / n, "identity_ssim": s[3] / n,
+            "frames": int(s[4])}

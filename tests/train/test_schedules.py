@@ -1,4 +1,4 @@
-"""Cosine annealing with restarts and warm-up, as pure functions of the iteration."""
+"""Learning-rate schedules (cosine with restarts, constant) and warm-up, as pure functions of the iteration."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from edvr_fast.train.schedules import CosineRestarts
+from edvr_fast.train.schedules import Constant, CosineRestarts
 
 
 def test_cosine_restarts_values():
@@ -24,3 +24,18 @@ def test_warmup_scales_linearly():
     for i in range(4):
         assert s.lr(i) == pytest.approx(plain.lr(i) * (i + 1) / 4)
     assert s.lr(4) == pytest.approx(plain.lr(4)) and s.factor(50) == pytest.approx(plain.lr(50) / 2.0)
+
+
+def test_constant_schedule_with_warmup():
+    s = Constant(3e-3, warmup=3)
+    assert [s.lr(i) for i in range(5)] == pytest.approx([1e-3, 2e-3, 3e-3, 3e-3, 3e-3])
+    assert Constant(3e-3).lr(0) == pytest.approx(3e-3) and Constant(3e-3).factor(10**6) == pytest.approx(1.0)
+
+
+def test_config_selects_the_schedule(tmp_path):
+    from edvr_fast.config import load_config
+    from edvr_fast.errors import ConfigError
+
+    assert load_config(None, ["schedule.kind=cosine"]).schedule.kind == "cosine"
+    with pytest.raises(ConfigError, match="schedule.kind"):
+        load_config(None, ["schedule.kind=linear"])
