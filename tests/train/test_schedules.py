@@ -32,7 +32,7 @@ def test_constant_schedule_with_warmup():
     assert Constant(3e-3).lr(0) == pytest.approx(3e-3) and Constant(3e-3).factor(10**6) == pytest.approx(1.0)
 
 
-def test_config_selects_the_schedule(tmp_path):
+def test_config_selects_the_schedule():
     from edvr_fast.config import load_config
     from edvr_fast.errors import ConfigError
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from edvr_fast.data.store import ClipStore
-from edvr_fast.data.synthetic import SyntheticParams, ensure_dataset, render_clip
+from edvr_fast.data.synthetic import GENERATOR_VERSION, SyntheticParams, ensure_dataset, render_clip
 
 
 def test_render_is_deterministic_blurred_and_downsampled():
@@ -44,3 +47,26 @@ def test_cache_recovers_from_half_written_attempt(tmp_path):
     mtime = (pack / "meta.json").stat().st_mtime_ns
     assert ensure_dataset(p, tmp_path, progress=False) == (pack, frames)  # reused, not rebuilt
     assert (pack / "meta.json").stat().st_mtime_ns == mtime
+
+
+
+def test_sensor_noise_touches_only_the_input():
+    clean = SyntheticParams(num_clips=1, num_frames=3, height=32, width=32, scale=1, blur=3, seed=3)
+    noisy = SyntheticParams(num_clips=1, num_frames=3, height=32, width=32, scale=1, blur=3, seed=3, noise=6.0)
+    c_lq, c_gt = render_clip(clean, 0)
+    n_lq, n_gt = render_clip(noisy, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(c_gt, n_gt))  # same scene, clean GT
+    diff = np.stack(n_lq).astype(float) - np.stack(c_lq).astype(float)
+    assert 4.5 < diff.std() < 7.5  # about the requested 6 levels (a little less where clipped)
+    assert not np.array_equal(diff[0], diff[1])  # independent per frame
+    with pytest.raises(ValueError, match="noise"):
+        SyntheticParams(noise=-1)
+
+
+def test_noise_free_sets_keep_their_cache_name():
+    """Caches made before the noise knob existed stay valid: the key hashes the same fields as then."""
+    p = SyntheticParams(num_clips=3, num_frames=5, height=32, width=32, scale=1, blur=3, seed=1)
+    fields = {k: v for k, v in dataclasses.asdict(p).items() if k != "noise"}
+    blob = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True)
+    assert p.key() == hashlib.sha256(blob.encode()).hexdigest()[:12]
+    assert dataclasses.replace(p, noise=2.0).key() != p.key()
