@@ -57,25 +57,29 @@ def _header_dirs() -> list[str]:
     return [d for d in (*dirs, os.path.join(sys.prefix, "include"), "/usr/local/include", "/usr/include") if d]
 
 
-def _find_codecs() -> dict[str, tuple[str, str]]:
-    """The optional loader decoders whose header (with the API we use) and library exist: name -> (macro, lib)."""
+def _find_codecs() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The optional loader decoders whose headers (with the API we use) and libraries exist: name -> (macro, libs)."""
     if os.environ.get("EDVR_FAST_WITH_CODECS", "").strip() == "0":
         return {}
     from ctypes.util import find_library
 
     wanted = {
-        # name: (header, symbol the header must declare, macro, library)
-        "jpeg": ("jpeglib.h", "jpeg_crop_scanline", "EDVR_FAST_WITH_JPEG", "jpeg"),
-        "png": ("png.h", "png_set_bgr", "EDVR_FAST_WITH_PNG", "png"),
+        # name: (header, symbol the header must declare, macro, libraries)
+        "jpeg": ("jpeglib.h", "jpeg_crop_scanline", "EDVR_FAST_WITH_JPEG", ("jpeg",)),
+        "png": ("png.h", "png_set_bgr", "EDVR_FAST_WITH_PNG", ("png",)),
+        "zlib": ("zlib.h", "inflateReset2", None, ("z",)),  # png_banded.cpp: libpng's own dependency, used directly
     }
     found = {}
-    for name, (header, symbol, macro, lib) in wanted.items():
+    for name, (header, symbol, macro, libs) in wanted.items():
         for d in _header_dirs():
             path = os.path.join(d, header)
-            if os.path.isfile(path) and symbol in Path(path).read_text(errors="replace") and find_library(lib):
-                found[name] = (macro, lib)
+            if os.path.isfile(path) and symbol in Path(path).read_text(errors="replace") and find_library(libs[0]):
+                found[name] = (macro, libs)
                 break
-    return found
+    zlib = found.pop("zlib", None)
+    if "png" in found:  # png_codec.cpp + png_banded.cpp: libpng and zlib, else the loader reads PNG with cv2
+        found["png"] = (found["png"][0], found["png"][1] + zlib[1]) if zlib else None
+    return {k: v for k, v in found.items() if v}
 
 
 def _want_cuda(torch) -> bool:
@@ -99,14 +103,16 @@ def build_extensions():
     sources = ["csrc/module.cpp", "csrc/ops/modulated_deform_conv.cpp",
                "csrc/ops/autocast/modulated_deform_conv_autocast.cpp"]
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops" / "cpu").glob("*.cpp"))
-    # *_codec.cpp need a codec library: built only when it is found (the loader falls back to cv2 without).
+    # jpeg_*.cpp / png_*.cpp need a codec library: built only when it is found (the loader uses cv2 without).
     codecs = _find_codecs()
     loader_dir = ROOT / "csrc" / "loader"
-    sources += sorted(str(p.relative_to(ROOT)) for p in loader_dir.glob("*.cpp") if not p.name.endswith("_codec.cpp"))
-    sources += [str((loader_dir / f"{name}_codec.cpp").relative_to(ROOT)) for name in sorted(codecs)]
+    codec_files = {name: sorted(loader_dir.glob(f"{name}_*.cpp")) for name in ("jpeg", "png")}
+    sources += sorted(str(p.relative_to(ROOT)) for p in loader_dir.glob("*.cpp")
+                      if not any(p in files for files in codec_files.values()))
+    sources += [str(p.relative_to(ROOT)) for name in sorted(codecs) for p in codec_files[name]]
     define = [("EDVR_FAST_TORCH_VERSION", f'"{torch.__version__}"')]
     define += [(macro, None) for macro, _ in codecs.values()]
-    libraries = [lib for _, lib in codecs.values()]
+    libraries = [lib for _, libs in codecs.values() for lib in libs]
     # No -std flag: torch.utils.cpp_extension picks the standard its headers need (C++20 from torch 2.13).
     cxx = ["-O3", "-fvisibility=hidden"]
     include_dirs = [str(ROOT / "csrc")]

@@ -1,5 +1,6 @@
 // Partial frame decoders (DecodeFn, see decode_core.h). Compiled into _C only when setup.py finds the
-// library: jpeg_codec.cpp with EDVR_FAST_WITH_JPEG (libjpeg-turbo), png_codec.cpp with EDVR_FAST_WITH_PNG.
+// library: jpeg_codec.cpp with EDVR_FAST_WITH_JPEG (libjpeg-turbo), png_codec.cpp and png_banded.cpp with
+// EDVR_FAST_WITH_PNG (libpng and zlib).
 #pragma once
 
 #include <cstdint>
@@ -19,8 +20,9 @@ std::string decode_jpeg_region(const uint8_t* data, int64_t size, int H, int W, 
 std::string decode_jpeg(const uint8_t* data, int64_t size, int H, int W, int C, int top, int left, int h, int w,
                         DecodedRegion* out);  // decode_jpeg_region with context
 
-// 8-bit gray / RGB(A) PNG rows 0 .. top+h-1 (whole rows; PNG cannot skip columns), BGR for colour, alpha
-// dropped (as the store does); 16-bit, palette, gray+alpha and interlaced files are rejected.
+// Banded PNG (png_banded.h, what the pack writes): only the bands covering rows top .. top+h-1. Any other
+// 8-bit gray / RGB(A) PNG: rows 0 .. top+h-1 with libpng. Whole rows either way (PNG cannot skip columns), BGR
+// for colour, alpha dropped (as the store does); 16-bit, palette, gray+alpha and interlaced files are rejected.
 std::string decode_png(const uint8_t* data, int64_t size, int H, int W, int C, int top, int left, int h, int w,
                        DecodedRegion* out);
 

@@ -1,6 +1,7 @@
 // pybind11 face of the partial decoders: `edvr_fast._C.FrameDecoder` (a pool that decodes only what each
-// crop needs and writes the batch, GIL released), `decode_crop` (one crop, for tests) and `loader_codecs`
-// (the codecs this build has: "jpeg" with EDVR_FAST_WITH_JPEG, "png" with EDVR_FAST_WITH_PNG).
+// crop needs and writes the batch, GIL released), `decode_crop` (one crop, for tests), `encode_png_banded`
+// (the pack's PNG writer, with EDVR_FAST_WITH_PNG) and `loader_codecs` (the codecs this build has: "jpeg" with
+// EDVR_FAST_WITH_JPEG, "png" with EDVR_FAST_WITH_PNG).
 #include <pybind11/numpy.h>
 #include <torch/extension.h>
 
@@ -12,6 +13,9 @@
 #include "loader/decode_core.h"
 #if defined(EDVR_FAST_WITH_JPEG) || defined(EDVR_FAST_WITH_PNG)
 #include "loader/codec.h"
+#endif
+#ifdef EDVR_FAST_WITH_PNG
+#include "loader/png_banded.h"
 #endif
 
 namespace py = pybind11;
@@ -108,6 +112,22 @@ py::array_t<uint8_t> decode_crop(const py::buffer& data, const std::string& code
   return img;
 }
 
+#ifdef EDVR_FAST_WITH_PNG
+py::bytes encode_png_banded(const py::array_t<uint8_t, py::array::c_style>& img, int band_rows, int level) {
+  if (img.ndim() != 3 && img.ndim() != 2) throw py::value_error("expected an H x W x C (or H x W) uint8 frame");
+  const int H = static_cast<int>(img.shape(0)), W = static_cast<int>(img.shape(1));
+  const int C = img.ndim() == 3 ? static_cast<int>(img.shape(2)) : 1;
+  std::vector<uint8_t> out;
+  std::string why;
+  {
+    py::gil_scoped_release release;
+    why = encode_banded_png(img.data(), H, W, C, band_rows, level, &out);
+  }
+  if (!why.empty()) throw py::value_error(why);
+  return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
+}
+#endif
+
 }  // namespace
 
 void bind_decoder(py::module_& m) {
@@ -124,6 +144,12 @@ void bind_decoder(py::module_& m) {
   m.def("decode_crop", &decode_crop, py::arg("data"), py::arg("codec"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("top"), py::arg("left"), py::arg("h"), py::arg("w"), py::arg("context") = true,
         "Decode crop (top, left, h, w) of an H x W x C encoded frame with the partial decoder: uint8 h x w x C");
+#ifdef EDVR_FAST_WITH_PNG
+  m.def("encode_png_banded", &encode_png_banded, py::arg("img"), py::arg("band_rows") = kPngBandRows,
+        py::arg("level") = 3,
+        "Encode a uint8 BGR (H x W x 3) or gray frame as a banded PNG (a standard PNG whose row bands the fused "
+        "loader can decode on their own; see FORMAT.md); GIL released");
+#endif
   py::tuple names(codecs().size());
   for (size_t i = 0; i < codecs().size(); ++i) names[i] = py::str(codecs()[i]);
   m.attr("loader_codecs") = names;

@@ -1,5 +1,6 @@
-// libpng partial decoder: rows 0 .. top+h-1 only (see codec.h). libpng reports errors through png_error,
-// which longjmps back to the setjmp in decode_inner; that function owns no C++ objects.
+// PNG partial decoder (see codec.h): banded PNGs (what the pack writes, png_banded.h) decode only the bands
+// under the crop; any other PNG goes through libpng, rows 0 .. top+h-1 only. libpng reports errors through
+// png_error, which longjmps back to the setjmp in decode_inner; that function owns no C++ objects.
 #include <png.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "loader/codec.h"
+#include "loader/png_banded.h"
 
 namespace edvr_fast {
 namespace loader {
@@ -97,6 +99,9 @@ std::string decode_png(const uint8_t* data, int64_t size, int H, int W, int C, i
                        DecodedRegion* out) {
   (void)left, (void)w;
   if (size < 8 || png_sig_cmp(data, 0, 8) != 0) return "not a PNG file";
+  bool banded = false;
+  std::string why = decode_banded_png(data, size, H, W, C, top, h, out, &banded);
+  if (banded || !why.empty()) return why;
   out->pixels.resize(static_cast<size_t>(h) * W * C);
   PngSource src{data, static_cast<size_t>(size), 0, {0}};
   if (!decode_inner(&src, H, W, C, top, h, out->pixels.data())) {

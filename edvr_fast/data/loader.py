@@ -6,7 +6,8 @@ Threads: raw storage goes to `edvr_fast._C.FrameGather`, a pool of `num_threads`
 fed one plan per batch (the GIL is only held to build the plan). PNG/JPEG storage goes to
 `edvr_fast._C.FrameDecoder` when the extension was built with libpng / libjpeg-turbo (`_C.loader_codecs`):
 the same kind of pool, whose threads decode only what each crop needs (JPEG: the crop's iMCU columns and
-rows plus one iMCU of context; PNG: rows down to the crop's last one) and then crop/convert it. Without
+rows plus one iMCU of context; PNG: the 16-row bands under the crop for the banded PNGs the pack writes,
+rows down to the crop's last one for other PNGs) and then crop/convert it. Without
 those libraries PNG/JPEG decode whole frames with cv2.imdecode in a Python ThreadPoolExecutor of
 `num_threads` threads, one sample per job, then FrameGather.run (both release the GIL).
 `FusedClipLoader.decode_backend` says which path runs.

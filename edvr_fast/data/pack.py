@@ -6,6 +6,7 @@ Owns parallel frame reading and checking, storage encoding, map growth, DST.part
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -53,11 +54,29 @@ def _is_replaceable(dst: Path) -> bool:
     return False
 
 
+_PNG_LEVEL = 3  # zlib level of packed PNG frames (what cv2's IMWRITE_PNG_COMPRESSION would be)
+
+
+@functools.cache
+def _banded_png_encoder():
+    """edvr_fast._C.encode_png_banded, or None without the compiled extension (or without its PNG codec)."""
+    try:
+        import torch  # noqa: F401  (loads libc10 & co. for _C)
+
+        from edvr_fast import _C
+    except ImportError:
+        return None
+    return getattr(_C, "encode_png_banded", None)
+
+
 def _encode(img: np.ndarray, storage: str, jpg_quality: int) -> bytes | memoryview:
     if storage == "raw":
         return memoryview(np.ascontiguousarray(img)).cast("B")
+    if storage == "png" and (encode := _banded_png_encoder()) is not None:
+        # A standard PNG whose 16-row bands the fused loader can inflate on their own (FORMAT.md).
+        return encode(np.ascontiguousarray(img), level=_PNG_LEVEL)
     ext, params = (
-        (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        (".png", [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL])
         if storage == "png"
         else (
             ".jpg",

@@ -1,4 +1,4 @@
-"""Fixtures for the fused loader tests: small packs (raw, png, jpg, gray raw/png/jpg), reference batches to match.
+"""Fixtures for the fused loader tests: small packs (raw, png, plain png, jpg, gray raw/png/jpg), reference batches.
 
 Clip generators come from tests/data/clipkit.py, the reference batches from loaderkit.py.
 """
@@ -37,6 +37,16 @@ def raw_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def png_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _pack(tmp_path_factory.mktemp("png"), "png")
+
+
+@pytest.fixture(scope="module")
+def plain_png_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PNG frames from cv2's encoder (what a pack gets without the extension): no band index, read by libpng."""
+    from edvr_fast.data import pack
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pack, "_banded_png_encoder", lambda: None)
+        return _pack(tmp_path_factory.mktemp("plain_png"), "png")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The C++ partial decoders of the fused loader: exact against cv2's whole-frame decode + crop (JPEG colour
-4:2:0 and gray, PNG colour and gray, crops at every border, odd sizes), fused batches equal the reference on
-jpg/png packs, the C++ path is the one used when built with the libraries, the cv2 fallback, bad frames."""
+4:2:0 and gray, PNG colour and gray, crops at every border, odd sizes), the banded PNG the pack writes (a
+standard PNG for cv2, decoded band by band by us), fused batches equal the reference on jpg/png packs, the
+C++ path is the one used when built with the libraries, the cv2 fallback, bad frames."""
 
 from __future__ import annotations
 
@@ -109,6 +110,57 @@ def test_png_rgba_drops_alpha_and_unsupported_pngs_are_named() -> None:
         _C.decode_crop(gray, "png", 20, 30, 3, 0, 0, 5, 5)
 
 
+@needs["png"]
+@pytest.mark.parametrize("band_rows", [16, 1, 7])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_banded_png_is_a_standard_png_and_crops_exactly(size: tuple[int, int, int], band_rows: int) -> None:
+    h, w, c = size
+    rng = np.random.default_rng(hash(size) % 1000 + band_rows)
+    img = _frame(rng, h, w, c)
+    buf = _C.encode_png_banded(img, band_rows=band_rows)
+    assert buf[:8] == b"\x89PNG\r\n\x1a\n" and buf[37:41] == b"edBD"  # the band index right after IHDR
+    # libpng (inside cv2) reads the whole file, checking every CRC and the zlib stream's Adler-32.
+    assert np.array_equal(cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED).reshape(h, w, c), img)
+    for top, left, ch, cw in _crops(rng, h, w, 40):
+        got = _C.decode_crop(buf, "png", h, w, c, top, left, ch, cw)
+        assert np.array_equal(got, img[top : top + ch, left : left + cw]), (top, left, ch, cw)
+
+
+@needs["png"]
+def test_banded_png_compresses_like_cv2_and_rejects_bad_arguments() -> None:
+    img = _frame(np.random.default_rng(5), 480, 640, 3)
+    ours = len(_C.encode_png_banded(img, level=3))
+    theirs = len(cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1])
+    assert ours < 1.05 * theirs, (ours, theirs)  # flushing every 16 rows must stay cheap
+    with pytest.raises(ValueError, match="H x W x 1 or H x W x 3"):
+        _C.encode_png_banded(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="band_rows"):
+        _C.encode_png_banded(img, band_rows=0)
+
+
+@needs["png"]
+def test_damaged_banded_png_is_caught_per_band() -> None:
+    img = _frame(np.random.default_rng(9), 64, 40, 3)
+    buf = bytearray(_C.encode_png_banded(img, band_rows=16))
+    idat = [m for m in range(len(buf) - 4) if buf[m : m + 4] == b"IDAT"]
+    assert len(idat) == 4  # one IDAT chunk per band
+    buf[idat[2] + 10] ^= 0x01  # inside band 2 (rows 32..47)
+    with pytest.raises(ValueError, match="IDAT fails its CRC"):
+        _C.decode_crop(bytes(buf), "png", 64, 40, 3, 30, 0, 5, 40)
+    assert np.array_equal(_C.decode_crop(bytes(buf), "png", 64, 40, 3, 0, 0, 32, 40), img[:32])  # bands 0, 1 fine
+    with pytest.raises(ValueError, match="ends early|truncated"):
+        _C.decode_crop(bytes(buf[: idat[1] + 30]), "png", 64, 40, 3, 20, 0, 4, 40)
+
+
+def test_pack_writes_banded_png_when_the_extension_can(png_pack: Path, plain_png_pack: Path) -> None:
+    for path, banded in ((png_pack, "png" in HAVE), (plain_png_pack, False)):
+        env = lmdb.open(str(path), subdir=True, readonly=True, lock=False)
+        with env.begin() as txn:
+            value = txn.get(frame_key("lq", 0, 0))
+        env.close()
+        assert value[:8] == b"\x89PNG\r\n\x1a\n" and (b"edBD" in value[:64]) == banded
+
+
 @pytest.mark.parametrize("codec", [pytest.param("jpeg", marks=needs["jpeg"]), pytest.param("png", marks=needs["png"])])
 def test_garbage_and_truncated_frames_raise(codec: str) -> None:
     img = _frame(np.random.default_rng(3), 40, 48, 3)
@@ -141,7 +193,7 @@ def _batches_equal(path: Path, epochs=(0, 1), **kw) -> FusedClipLoader:
     return loader
 
 
-@pytest.mark.parametrize("pack_name", ["jpg_pack", "gray_jpg_pack", "png_pack", "gray_png_pack"])
+@pytest.mark.parametrize("pack_name", ["jpg_pack", "gray_jpg_pack", "png_pack", "gray_png_pack", "plain_png_pack"])
 @pytest.mark.parametrize("gt_size", [8, 14])
 def test_fused_batches_equal_reference(pack_name: str, gt_size: int, request: pytest.FixtureRequest) -> None:
     _batches_equal(request.getfixturevalue(pack_name), gt_size=gt_size)
@@ -161,14 +213,16 @@ def test_cpp_decoder_is_used_when_built_with_the_library(
         assert (loader._decoder is None) == (want != "cv2")
 
 
-def test_cv2_fallback_without_the_libraries(jpg_pack: Path, png_pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cv2_fallback_without_the_libraries(
+    jpg_pack: Path, png_pack: Path, plain_png_pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_C, "loader_codecs", (), raising=False)
-    for path in (jpg_pack, png_pack):
+    for path in (jpg_pack, png_pack, plain_png_pack):
         loader = _batches_equal(path, epochs=(0,))
         assert loader.decode_backend == "cv2"
 
 
-@pytest.mark.parametrize("pack_name", ["jpg_pack", "png_pack"])
+@pytest.mark.parametrize("pack_name", ["jpg_pack", "png_pack", "plain_png_pack"])
 def test_damaged_encoded_frame_names_the_frame(pack_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     src = request.getfixturevalue(pack_name)
     bad = tmp_path / "bad"
