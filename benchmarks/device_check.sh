@@ -42,6 +42,11 @@ if [ "$HAVE_GPU" = 1 ]; then
   # with bf16 autocast + channels_last, one with torch.compile, NCCL through torchrun, inference.
   export EDVR_FAST_CACHE=${EDVR_FAST_CACHE:-/tmp/edvr_fast_cache}
   step loader_gpu 120 $PY -m pytest tests/loader -q -p no:cacheprovider -k "pinned or cuda" -rs
+  # The loader benchmark on two of the cores (the target: feed a GPU from two CPU cores), with the
+  # reference's DataLoader pinning memory as it does on a CUDA machine.
+  TWO_CORES=(); command -v taskset >/dev/null && TWO_CORES=(taskset -c 0,1 env OMP_NUM_THREADS=2)
+  step bench_loader 240 "${TWO_CORES[@]}" $PY -m pytest benchmarks/test_bench_loader.py -q -p no:cacheprovider \
+    --benchmark-json="$OUT/bench_loader.json"
   RUN="/tmp/edvr_gpu_run"
   rm -rf "$RUN" "$RUN"_*
   step train_gpu 180 $PY -m edvr_fast.train --out "$RUN" --no-progress --set train.device=cuda \

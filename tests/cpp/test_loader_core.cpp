@@ -6,19 +6,11 @@
 #include <vector>
 
 #include "loader/gather_core.h"
+#include "expect.h"
 
 using edvr_fast::loader::CropTask;
 using edvr_fast::loader::GatherPool;
 using edvr_fast::loader::OutType;
-
-static int failures = 0;
-#define EXPECT(cond)                                                   \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
-      std::fprintf(stderr, "%s:%d: FAILED %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                      \
-    }                                                                  \
-  } while (0)
 
 static std::vector<uint8_t> make_frame(int H, int W, int C, int seed) {
   std::vector<uint8_t> f(static_cast<size_t>(H) * W * C);

@@ -8,21 +8,13 @@
 #include <vector>
 
 #include "loader/decode_core.h"
+#include "expect.h"
 
 using edvr_fast::loader::CropTask;
 using edvr_fast::loader::DecodedRegion;
 using edvr_fast::loader::DecodePool;
 using edvr_fast::loader::DecodeTask;
 using edvr_fast::loader::OutType;
-
-static int failures = 0;
-#define EXPECT(cond)                                                         \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: FAILED %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                            \
-    }                                                                        \
-  } while (0)
 
 // "Encoded" frame = raw HWC bytes; the region returned is the crop grown by 3 pixels (clamped), like a
 // decoder that rounds out to blocks. A first byte of 0xEE means a damaged frame.

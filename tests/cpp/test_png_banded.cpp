@@ -11,19 +11,11 @@
 #include <vector>
 
 #include "loader/png_banded.h"
+#include "expect.h"
 
 using edvr_fast::loader::decode_banded_png;
 using edvr_fast::loader::DecodedRegion;
 using edvr_fast::loader::encode_banded_png;
-
-static int failures = 0;
-#define EXPECT(cond)                                                         \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: FAILED %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                            \
-    }                                                                        \
-  } while (0)
 
 // Smooth gradients plus pseudo-random noise: every filter type wins on some rows.
 static std::vector<uint8_t> make_frame(int H, int W, int C, uint32_t seed) {
