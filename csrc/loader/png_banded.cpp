@@ -66,7 +66,8 @@ uint64_t residual_cost(const uint8_t* r, size_t n) {
   return s;
 }
 
-// In-place PNG unfilter of one row; prev is the unfiltered row above (zeros for a band's first row).
+// In-place PNG unfilter of one row; prev is the unfiltered row above (null for a band's first row, whose
+// filter is None or Sub, the two that do not read it).
 template <int BPP>
 bool unfilter_row(int f, uint8_t* row, const uint8_t* prev, size_t n) {
   switch (f) {
@@ -284,15 +285,7 @@ std::string decode_banded_png(const uint8_t* data, int64_t size, int H, int W, i
   if (zs.avail_out > 0) return "PNG image data ends early (truncated frame?)";
 
   out->pixels.resize(static_cast<size_t>(rows) * n);
-  static const std::vector<uint8_t> zeros(1 << 16, 0);
-  std::vector<uint8_t> zero_row;
-  const uint8_t* prev = nullptr;
-  if (n <= zeros.size()) {
-    prev = zeros.data();
-  } else {
-    zero_row.assign(n, 0);
-    prev = zero_row.data();
-  }
+  const uint8_t* prev = nullptr;  // row 0 is a band's first row: None or Sub (checked), which never read it
   for (int r = 0; r < rows; ++r) {
     uint8_t* row = filtered.data() + static_cast<size_t>(r) * stride;
     const int f = row[0];

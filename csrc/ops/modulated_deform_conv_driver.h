@@ -64,10 +64,11 @@ inline Geometry make_geometry(const at::Tensor& input, const at::Tensor& weight,
   return geo;
 }
 
-inline void check_args(const char* backend, at::DeviceType device_type, const at::Tensor& input,
-                       const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
-                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                       int64_t offset_groups) {
+// Every argument check (device, dtype, shapes, groups); returns the geometry it worked out on the way.
+inline Geometry check_args(const char* backend, at::DeviceType device_type, const at::Tensor& input,
+                           const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
+                           at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                           int64_t offset_groups) {
   TORCH_CHECK(input.device().type() == device_type, "modulated_deform_conv2d (", backend, "): input must be a ",
               backend, " tensor, got one on ", input.device());
   for (const at::Tensor* t : {&offset, &mask, &weight}) {
@@ -100,6 +101,22 @@ inline void check_args(const char* backend, at::DeviceType device_type, const at
                   mask.size(3) == geo.Wo,
               "modulated_deform_conv2d: mask must have shape [", input.size(0), ", ", offset_groups * K, ", ",
               geo.Ho, ", ", geo.Wo, "], got ", mask.sizes());
+  return geo;
+}
+
+// What forward and backward start from: checked arguments, contiguous operands, the geometry (computed once).
+struct Operands {
+  at::Tensor input, offset, mask, weight;
+  Geometry geo;
+};
+
+template <typename Backend>
+Operands prepare(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
+                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                 int64_t offset_groups) {
+  const Geometry geo = check_args(Backend::name, Backend::device_type, input, offset, mask, weight, stride, padding,
+                                  dilation, groups, offset_groups);
+  return Operands{input.contiguous(), offset.contiguous(), mask.contiguous(), weight.contiguous(), geo};
 }
 
 // Sum over dims with an explicit accumulation dtype; spelled out because the braced-list overloads of
@@ -125,11 +142,10 @@ template <typename Backend>
 at::Tensor forward(const at::Tensor& input_, const at::Tensor& offset_, const at::Tensor& mask_,
                    const at::Tensor& weight_, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t offset_groups) {
-  check_args(Backend::name, Backend::device_type, input_, offset_, mask_, weight_, stride, padding, dilation, groups,
-             offset_groups);
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous(), mask = mask_.contiguous();
-  const at::Tensor weight = weight_.contiguous();
-  const Geometry geo = make_geometry(input, weight, stride, padding, dilation, offset_groups);
+  const Operands op =
+      prepare<Backend>(input_, offset_, mask_, weight_, stride, padding, dilation, groups, offset_groups);
+  const at::Tensor &input = op.input, &offset = op.offset, &mask = op.mask, &weight = op.weight;
+  const Geometry& geo = op.geo;
   const int64_t N = input.size(0), Co = weight.size(0), K = geo.K(), L = geo.L();
   const int64_t Kg = weight.size(1) * K, Cog = Co / groups;
   at::Tensor out = at::empty({N, Co, L}, input.options());
@@ -160,11 +176,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_out_, const at::Tensor& input_, const at::Tensor& offset_, const at::Tensor& mask_,
     const at::Tensor& weight_, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
     int64_t groups, int64_t offset_groups) {
-  check_args(Backend::name, Backend::device_type, input_, offset_, mask_, weight_, stride, padding, dilation, groups,
-             offset_groups);
-  const at::Tensor input = input_.contiguous(), offset = offset_.contiguous(), mask = mask_.contiguous();
-  const at::Tensor weight = weight_.contiguous();
-  const Geometry geo = make_geometry(input, weight, stride, padding, dilation, offset_groups);
+  const Operands op =
+      prepare<Backend>(input_, offset_, mask_, weight_, stride, padding, dilation, groups, offset_groups);
+  const at::Tensor &input = op.input, &offset = op.offset, &mask = op.mask, &weight = op.weight;
+  const Geometry& geo = op.geo;
   const int64_t N = input.size(0), Co = weight.size(0), K = geo.K(), L = geo.L();
   TORCH_CHECK(grad_out_.dim() == 4 && grad_out_.size(0) == N && grad_out_.size(1) == Co &&
                   grad_out_.size(2) == geo.Ho && grad_out_.size(3) == geo.Wo,
