@@ -4,15 +4,19 @@ Install with `pip install --no-build-isolation .` so the extension compiles agai
 Environment: TORCH_CUDA_ARCH_LIST (default below when no GPU is visible), MAX_JOBS (parallel compile
 jobs), EDVR_FAST_BUILD_CUDA=0 (skip the CUDA kernels), CUDA_HOME (found automatically when unset),
 EDVR_FAST_WITH_CODECS=0 (leave out the libjpeg-turbo / libpng partial decoders of the fused loader, which
-are otherwise built when their headers and libraries are found).
+are otherwise built when their headers and libraries are found). CXX / CC pick the compiler, which must
+have a shared libstdc++ (checked first).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
@@ -57,6 +61,31 @@ def _header_dirs() -> list[str]:
     return [d for d in (*dirs, os.path.join(sys.prefix, "include"), "/usr/local/include", "/usr/include") if d]
 
 
+def _check_shared_libstdcxx() -> None:
+    """Refuse a compiler whose C++ runtime exists only as libstdc++.a (some relocatable GCC builds).
+
+    It links a private copy of the C++ runtime into edvr_fast._C beside the libstdc++.so.6 that torch
+    loads; every C++ error message formatted in the extension then crashes the process (measured: a
+    segfault in std::ostream instead of a RuntimeError, on a machine whose CXX was such a GCC 13).
+    """
+    for var, default in (("CXX", "c++"), ("CC", sysconfig.get_config_var("CC"))):  # compiler, and linker
+        value = os.environ.get(var) or default
+        if not value:
+            continue
+        try:
+            res = subprocess.run([*shlex.split(value), "-print-file-name=libstdc++.so"], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue  # no such compiler: the build reports that itself
+        found = res.stdout.strip()
+        if res.returncode == 0 and found and not os.path.isabs(found):
+            where = f"{var}={value}" if os.environ.get(var) else f"the default {var} ({value})"
+            sys.exit(f"edvr_fast: {where} has no shared libstdc++ (libstdc++.so), only a static one: edvr_fast._C "
+                     f"would carry its own C++ runtime next to torch's, and C++ errors in it crash the process. "
+                     f"Build with a compiler that has libstdc++.so, e.g. "
+                     f"`CXX=g++ CC=gcc pip install --no-build-isolation .`")
+
+
 def _find_codecs() -> dict[str, tuple[str, tuple[str, ...]]]:
     """The optional loader decoders whose headers (with the API we use) and libraries exist: name -> (macro, libs)."""
     if os.environ.get("EDVR_FAST_WITH_CODECS", "").strip() == "0":
@@ -89,6 +118,7 @@ def _want_cuda(torch) -> bool:
 
 
 def build_extensions():
+    _check_shared_libstdcxx()
     cuda_home = _find_cuda_home()
     if cuda_home:
         os.environ.setdefault("CUDA_HOME", cuda_home)  # before cpp_extension reads it at import

@@ -30,6 +30,14 @@ if [ "$HAVE_GPU" = 1 ]; then
 else
   ARCH=9.0
 fi
+# The lent machine's image sets CXX/CC to a GCC with only a static libstdc++, which setup.py refuses (its
+# private C++ runtime crashes on C++ error messages): fall back to the system compiler there.
+for var in CXX CC; do
+  if [ -n "${!var:-}" ] && [[ "$(${!var} -print-file-name=libstdc++.so)" != /* ]]; then
+    echo "=== $var=${!var} has no shared libstdc++: using the system g++/gcc" | tee -a "$LOG"
+    export CXX=g++ CC=gcc
+  fi
+done
 rm -f edvr_fast/_C*.so
 step build 400 env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-16}" $PY setup.py -q build_ext --inplace
 step tests 300 $PY -m pytest tests/ops -q -p no:cacheprovider -rs --junitxml="$OUT/tests.xml"

@@ -176,8 +176,9 @@ def test_cpu_backward_is_deterministic(device):
 @pytest.mark.parametrize("device", [CPU])
 def test_cpu_kernel_error_names_the_problem(device):
     """The raw op, past the Python checks: the C++ check raises a RuntimeError naming the shapes. In a
-    child process, because a C++ runtime mismatch in the build (seen on one GPU machine's image) turns
-    this into a crash, which must fail this test, not end the test session."""
+    child process, because a build that carries its own static libstdc++ (seen on one GPU machine's image;
+    setup.py now refuses such a compiler) turns this into a crash, which must fail this test, not end the
+    test session."""
     code = ("import torch, edvr_fast.ops\n"
             "x = torch.randn(1, 8, 6, 6); off = torch.randn(1, 4, 6, 6); m = torch.rand(1, 9, 6, 6)\n"
             "torch.ops.edvr_fast.modulated_deform_conv2d(x, off, m, torch.randn(8, 8, 3, 3), None,"
