@@ -357,7 +357,8 @@ def test_readme_command(command, tmp_path):
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
            "EDVR_FAST_CACHE": str(tmp_path / "cache")}
     line = command + "".join(" " + shlex.quote(a) for a in recipe.append)
-    r = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=recipe.timeout)
+    r = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=recipe.timeout)
     assert r.returncode == 0, f"`{line}` exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     if recipe.check is not None:
         recipe.check(tmp_path, r)

@@ -227,6 +227,12 @@ def convert(d: dict[str, Any], flavour: str, where: str = "config") -> tuple[dic
         if m.get(f"{tr_data}.{key}") is not None:
             m.notes.append(f"{tr_data}.{key}: their LMDB layout is not ours; pack the clips with "
                            "`python -m edvr_fast.data.pack SRC DST` and set data.path=DST")
+    for key in ("path.pretrain_model_G", "path.pretrain_model_g", "path.pretrain_network_g"):
+        src = m.get(key)
+        m.used.discard(key)  # still listed among the ignored keys
+        if src:
+            m.notes.append(f"{key}={src}: the file starts from those weights; this run starts from random "
+                           "weights (no initialisation from a checkpoint here)")
     if m.get("train.perceptual_opt") is not None:
         raise ConfigError("train.perceptual_opt: only the Charbonnier pixel loss is supported", where)
     if flavour == "original":

@@ -362,3 +362,9 @@ def test_pre_1_0_basicsr_keys(tmp_path):
     assert cfg.loader.batch_size == 2
     with pytest.raises(ConfigError, match="total over the GPUs.*'auto'"):
         _load(tmp_path, BASICSR_OLD.replace("gpu_ids: [0, 1, 2, 3]", "num_gpu: auto"))
+
+
+def test_pretrained_initialisation_is_said(tmp_path):
+    text = ORIGINAL.replace("  pretrain_model_G: ~", "  pretrain_model_G: ../experiments/woTSA/600000_G.pth")
+    _, said = _load(tmp_path, text)
+    assert "pretrain_model_G=../experiments/woTSA/600000_G.pth" in said and "random weights" in said
