@@ -3,7 +3,8 @@ i.e. end clearly above the identity baseline (the blurred input frame against th
 
 Its settings come from edvr_fast/train/demo.py. With the demo's constant learning rate the shortened run is
 exactly the first 3/4 of the default run's iterations (the schedule does not depend on the total).
-Measured on the 2-core CPU machine: +0.23 dB over the input at 750 iterations, +0.37 dB at 1000 (`python -m edvr_fast.train`, about 4 minutes)."""
+Measured on the 2-core CPU machine: +0.23 dB over the input at 750 iterations, +0.37 dB at 1000
+(`python -m edvr_fast.train`, about 4 minutes)."""
 
 from __future__ import annotations
 
