@@ -117,6 +117,17 @@ def _want_cuda(torch) -> bool:
     return torch.version.cuda is not None and os.environ.get("CUDA_HOME") is not None
 
 
+def _write_build_record(folder: Path, torch_version: str) -> None:
+    """_C.build.json beside the module: the torch it was compiled against (edvr_fast/_extension.py reads it
+    and refuses to load the module under another torch)."""
+    import json
+
+    if folder.is_dir():
+        tmp = folder / "_C.build.json.tmp"
+        tmp.write_text(json.dumps({"torch": torch_version}) + "\n")
+        os.replace(tmp, folder / "_C.build.json")
+
+
 def build_extensions():
     _check_shared_libstdcxx()
     cuda_home = _find_cuda_home()
@@ -175,13 +186,15 @@ def build_extensions():
 
         def run(self):
             super().run()
-            if self.inplace:
-                return
             for ext in self.extensions:
                 built = self.get_ext_fullpath(ext.name)
+                _write_build_record(Path(built).parent, torch.__version__)
+                if self.inplace:
+                    continue
                 target = ROOT / Path(*ext.name.split(".")[:-1]) / os.path.basename(built)
                 if os.path.exists(built) and target.parent.is_dir():
                     shutil.copyfile(built, target)
+                    _write_build_record(target.parent, torch.__version__)
 
     return [ext], {"build_ext": BuildExtensionIntoCheckout}
 

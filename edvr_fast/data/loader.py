@@ -36,15 +36,16 @@ CODECS = {"png": "png", "jpg": "jpeg"}  # pack storage -> the partial decoder of
 
 
 def _extension():
-    try:
-        from edvr_fast import _C
-    except ImportError as exc:
+    from edvr_fast._extension import load_extension
+
+    _C, why = load_extension()
+    if _C is None:
         from edvr_fast.errors import ExtensionError
 
         raise ExtensionError(
-            f"the fused loader needs the compiled extension edvr_fast._C ({exc})",
+            f"the fused loader needs the compiled extension edvr_fast._C ({why})",
             hint="build it with `pip install --no-build-isolation .`, or use ClipDataset with a DataLoader",
-        ) from exc
+        )
     return _C
 
 

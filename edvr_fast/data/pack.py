@@ -60,13 +60,10 @@ _PNG_LEVEL = 3  # zlib level of packed PNG frames (what cv2's IMWRITE_PNG_COMPRE
 @functools.cache
 def _banded_png_encoder():
     """edvr_fast._C.encode_png_banded, or None without the compiled extension (or without its PNG codec)."""
-    try:
-        import torch  # noqa: F401  (loads libc10 & co. for _C)
+    from edvr_fast._extension import load_extension
 
-        from edvr_fast import _C
-    except ImportError:
-        return None
-    return getattr(_C, "encode_png_banded", None)
+    _C, _ = load_extension()  # imports torch first (libc10 & co. for _C)
+    return getattr(_C, "encode_png_banded", None) if _C is not None else None
 
 
 def _encode(img: np.ndarray, storage: str, jpg_quality: int) -> bytes | memoryview:

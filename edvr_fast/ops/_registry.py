@@ -37,12 +37,13 @@ def force_fallback() -> bool:
 
 
 def _load_extension() -> None:
-    try:
-        from edvr_fast import _C  # noqa: F401  (registers the schema and compiled kernels)
+    from edvr_fast._extension import load_extension
 
+    _C, why = load_extension()  # importing _C registers the schema and compiled kernels
+    if _C is not None:
         _state["extension"] = _C
-    except ImportError as exc:  # source checkout without a build, or a build for another torch
-        _state["extension_error"] = str(exc)
+    else:  # source checkout without a build, or a build for another torch (said once, as a warning)
+        _state["extension_error"] = why
         lib = torch.library.Library(NAMESPACE, "DEF")  # noqa: TOR901 (kept alive in _state)
         lib.define(FWD_SCHEMA)
         lib.define(BWD_SCHEMA)

@@ -5,6 +5,8 @@ choice (fused C++ loader, else the reference ClipDataset + DataLoader) and exact
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,15 @@ import torch
 
 from edvr_fast.config import TrainConfig
 from edvr_fast.data.dataset import ClipDataset, DatasetParams
-from edvr_fast.data.sampler import ClipSampler, SampleParams
+from edvr_fast.data.meta import load_meta
+from edvr_fast.data.sampler import ClipSampler, SampleParams, split_clips
 from edvr_fast.data.synthetic import SyntheticParams, clip_name, ensure_dataset
 from edvr_fast.errors import ConfigError, ExtensionError
 from edvr_fast.train.distributed import DistInfo
+
+# With no split configured, a pack of n >= 2 clips holds out max(1, round(AUTO_VAL_FRACTION * n)) clips,
+# chosen by a hash of (data.split_seed, clip name): see edvr_fast.data.sampler.split_clips.
+AUTO_VAL_FRACTION = 0.1
 
 
 @dataclasses.dataclass
@@ -27,6 +34,15 @@ class DataSource:
     val_clips: tuple[str, ...] | None
     val_fraction: float | None
     synthetic: bool
+    train_names: tuple[str, ...] = ()
+    val_names: tuple[str, ...] = ()
+    how: str = ""  # how the split was chosen, in words
+    no_val: str | None = None  # why this run does not validate; None: it does
+
+    def clip_lists(self) -> dict[str, object]:
+        """What the run folder's clips.json holds."""
+        return {"pack": str(self.pack), "split": self.how, "train": list(self.train_names),
+                "val": list(self.val_names)}
 
 
 def synthetic_params(cfg: TrainConfig) -> SyntheticParams:
@@ -36,17 +52,72 @@ def synthetic_params(cfg: TrainConfig) -> SyntheticParams:
                            max_speed=d.synthetic_speed, noise=d.synthetic_noise, seed=cfg.train.seed)
 
 
+def _split(src: DataSource, names: list[str], cfg: TrainConfig) -> DataSource:
+    """`src` with the clip names of each split and the words for how they were chosen filled in."""
+    d = cfg.data
+    if not cfg.val.enabled:
+        return dataclasses.replace(src, val_clips=None, val_fraction=None, train_names=tuple(names),
+                                   how="no validation (val.enabled=false): every clip trains",
+                                   no_val="val.enabled=false")
+    if src.val_clips is not None:
+        how = "data.val_clips" if d.val_clips is not None else "the synthetic set's last data.synthetic_val_clips"
+    elif src.val_fraction is not None:
+        how = f"data.val_fraction={src.val_fraction} chosen by data.split_seed={d.split_seed}"
+    elif len(names) >= 2:
+        k = max(1, round(AUTO_VAL_FRACTION * len(names)))
+        src = dataclasses.replace(src, val_fraction=k / len(names))
+        how = (f"automatic: {k} of {len(names)} clips (max(1, round(0.1 n))) held out, chosen by "
+               f"data.split_seed={d.split_seed}")
+    else:
+        return dataclasses.replace(src, train_names=tuple(names), no_val="the pack holds a single clip",
+                                   how="no validation: the pack holds a single clip, which trains")
+    train, val = split_clips(names, src.val_clips, src.val_fraction, d.split_seed)
+    val_names = tuple(names[i] for i in val)
+    # From here on the split is named explicitly (the datasets and clips.json agree by construction).
+    return dataclasses.replace(src, val_clips=val_names, val_fraction=None,
+                               train_names=tuple(names[i] for i in train), val_names=val_names, how=how)
+
+
 def resolve_source(cfg: TrainConfig, progress: bool) -> DataSource:
-    """The configured pack, or the synthetic set (rendered and packed into the cache on first use)."""
+    """The configured pack, or the synthetic set (rendered and packed into the cache on first use), with
+    its train / validation split decided."""
     d = cfg.data
     if d.path is not None:
-        return DataSource(Path(d.path), None, d.val_clips, d.val_fraction, False)
-    params = synthetic_params(cfg)
-    pack, frames = ensure_dataset(params, progress=progress)
-    val = d.val_clips
-    if val is None and d.val_fraction is None:
-        val = tuple(clip_name(i) for i in range(params.num_clips - d.synthetic_val_clips, params.num_clips))
-    return DataSource(pack, frames, val, d.val_fraction, True)
+        src = DataSource(Path(d.path), None, d.val_clips, d.val_fraction, False)
+    else:
+        params = synthetic_params(cfg)
+        pack, frames = ensure_dataset(params, progress=progress)
+        val = d.val_clips
+        if val is None and d.val_fraction is None:
+            val = tuple(clip_name(i) for i in range(params.num_clips - d.synthetic_val_clips, params.num_clips))
+        src = DataSource(pack, frames, val, d.val_fraction, True)
+    meta = load_meta(src.pack)
+    if meta.scale != cfg.model.scale:
+        kind = "deblurring / restoration (scale 1)" if meta.scale == 1 else f"x{meta.scale} super-resolution"
+        raise ConfigError(f"the pack is {kind} but model.scale={cfg.model.scale}", src.pack,
+                          "pick a preset of that scale (--preset edvr-m-deblur, edvr-m-sr4, ...; see "
+                          "edvr_fast.models.preset_names) or set model.scale")
+    return _split(src, [c.name for c in meta.clips], cfg)
+
+
+def write_clip_lists(out: Path, src: DataSource) -> Path:
+    """clips.json in the run folder (written whole, then renamed); returns its path."""
+    path = out / "clips.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(src.clip_lists(), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def describe_clips(src: DataSource, shown: int = 8) -> str:
+    """One line per split for the console (long lists cut, the file has them all)."""
+    def names(xs: tuple[str, ...]) -> str:
+        return ", ".join(xs[:shown]) + (f", ... ({len(xs) - shown} more)" if len(xs) > shown else "")
+
+    lines = [f"split: {src.how}", f"  train clips ({len(src.train_names)}): {names(src.train_names)}"]
+    if src.no_val is None:
+        lines.append(f"  validation clips ({len(src.val_names)}): {names(src.val_names)}")
+    return "\n".join(lines)
 
 
 def dataset_params(cfg: TrainConfig, src: DataSource, split: str, sample: SampleParams | None = None) -> DatasetParams:

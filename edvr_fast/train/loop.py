@@ -24,9 +24,9 @@ from edvr_fast.models import EDVR
 from edvr_fast.ops import backend
 from edvr_fast.train import checkpoints as ckpt
 from edvr_fast.train import distributed
-from edvr_fast.train.data import TrainBatches, resolve_source, val_samples
+from edvr_fast.train.data import TrainBatches, describe_clips, resolve_source, val_samples, write_clip_lists
 from edvr_fast.train.logs import RunLog
-from edvr_fast.train.schedules import Constant, CosineRestarts
+from edvr_fast.train.schedules import build as build_schedule
 from edvr_fast.train.steps import EMA, FusionOnly, build_optimizer, charbonnier, set_learning_rates
 from edvr_fast.train.validate import evaluate
 
@@ -106,7 +106,7 @@ class Trainer:
 
         self.src = resolve_source(cfg, progress=self.progress)
         self.batches = TrainBatches(cfg, self.src, info, self.log.say)
-        self.val_ds, self.val_idx = val_samples(cfg, self.src, info)
+        self.val_ds, self.val_idx = val_samples(cfg, self.src, info) if self.src.no_val is None else (None, [])
 
         model = EDVR(cfg.model).to(info.device)
         if cfg.train.channels_last:
@@ -115,12 +115,7 @@ class Trainer:
         self.ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.opt = build_optimizer(model, cfg)
         self.fusion_only = FusionOnly(model)
-        sc = cfg.schedule
-        if sc.kind == "constant":
-            self.schedule: Constant | CosineRestarts = Constant(cfg.optim.lr, sc.warmup_iters)
-        else:
-            self.schedule = CosineRestarts(cfg.optim.lr, sc.periods or (cfg.train.iters,), sc.restart_weights,
-                                           sc.eta_min, sc.warmup_iters)
+        self.schedule = build_schedule(cfg)
         net: torch.nn.Module = model
         if info.enabled:
             ids = [info.device.index] if info.device.type == "cuda" else None
@@ -327,10 +322,12 @@ class Trainer:
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_clip_lists(self.out, self.src)
         self.log.event("start", backend=backend(), device=str(info.device), world_size=info.world_size,
                        loader=self.batches.kind, data=self.src.pack, config=cfg.to_dict(), torch=torch.__version__)
         self.log.say(f"edvr_fast.train: {info.world_size} process(es) on {info.device}, DCN kernel {backend()}, "
                      f"{self.batches.kind} loader, data {self.src.pack}, output {self.out}")
+        self.log.say(describe_clips(self.src))
         if self.log.tb_notice:
             self.log.say(self.log.tb_notice)
         self.stop.install()
@@ -360,7 +357,7 @@ class Trainer:
                             self.log.bar.update(self.it)
                         continue
                     t_last, it_last = time.monotonic(), self.it
-                if (cfg.val.every and self.it % cfg.val.every == 0) or last:
+                if self.val_ds is not None and ((cfg.val.every and self.it % cfg.val.every == 0) or last):
                     self.validate()
                 if self.it % cfg.checkpoint.every == 0 or last:
                     self.save()

@@ -1,13 +1,15 @@
-"""Learning-rate schedules as pure functions of the iteration: cosine annealing with restarts, or a
-constant rate, each with an optional linear warm-up.
+"""Learning-rate schedules as pure functions of the iteration: cosine annealing with restarts, step decay at
+milestones, or a constant rate, each with an optional linear warm-up; `build` picks one from the config.
 
 Being pure makes resume exact: the scheduler state is just the iteration counter.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def _warm(value: float, it: int, warmup: int) -> float:
@@ -58,3 +60,28 @@ class CosineRestarts:
                 break
             start += period
         return _warm(value, it, self.warmup)
+
+
+class MultiStep:
+    """lr(it) = base_lr * gamma ** (number of milestones <= it): the rate drops by gamma once iteration
+    `it` reaches each milestone (PyTorch's / BasicSR's MultiStepLR), times the linear warm-up factor."""
+
+    def __init__(self, base_lr: float, milestones: Sequence[int], gamma: float, warmup: int = 0):
+        self.base_lr, self.gamma, self.warmup = float(base_lr), float(gamma), int(warmup)
+        self.milestones = sorted(int(m) for m in milestones)
+
+    def factor(self, it: int) -> float:
+        return self.lr(it) / self.base_lr
+
+    def lr(self, it: int) -> float:
+        return _warm(self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, it), it, self.warmup)
+
+
+def build(cfg: Any) -> Constant | CosineRestarts | MultiStep:
+    """The schedule a TrainConfig describes (`schedule.kind` with its keys, `optim.lr`, `train.iters`)."""
+    sc, lr = cfg.schedule, cfg.optim.lr
+    if sc.kind == "constant":
+        return Constant(lr, sc.warmup_iters)
+    if sc.kind == "multistep":
+        return MultiStep(lr, sc.milestones or (), sc.gamma, sc.warmup_iters)
+    return CosineRestarts(lr, sc.periods or (cfg.train.iters,), sc.restart_weights, sc.eta_min, sc.warmup_iters)

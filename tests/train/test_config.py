@@ -13,7 +13,7 @@ def test_defaults_round_trip():
     cfg = TrainConfig()
     again = load_dict(cfg.to_dict())
     assert again == cfg
-    assert again.model.num_feat == 16 and again.data.path is None
+    assert again.model.num_feat == 64 and again.data.path is None  # user-run defaults (demo: train/demo.py)
 
 
 def test_unknown_key_lists_valid_keys():

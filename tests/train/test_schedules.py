@@ -39,3 +39,12 @@ def test_config_selects_the_schedule():
     assert load_config(None, ["schedule.kind=cosine"]).schedule.kind == "cosine"
     with pytest.raises(ConfigError, match="schedule.kind"):
         load_config(None, ["schedule.kind=linear"])
+
+
+def test_multistep_drops_at_each_milestone_with_warmup():
+    from edvr_fast.train.schedules import MultiStep
+
+    s = MultiStep(1.0, [10, 20], gamma=0.5, warmup=4)
+    assert s.lr(0) == pytest.approx(0.25) and s.lr(3) == pytest.approx(1.0)
+    assert s.lr(9) == pytest.approx(1.0) and s.lr(10) == pytest.approx(0.5)
+    assert s.lr(19) == pytest.approx(0.5) and s.lr(20) == pytest.approx(0.25) and s.lr(10**6) == pytest.approx(0.25)
