@@ -10,6 +10,12 @@ PNG: the 16-row bands under the crop for the banded PNGs the pack writes, rows d
 for other PNGs) and then crop/convert it. Without those libraries PNG/JPEG decode whole frames with
 cv2.imdecode in a Python ThreadPoolExecutor of `num_threads` threads, one sample per job, then
 FrameGather.run (both release the GIL).
+
+With on-the-fly degradation on (`SamplePlan.degrade`), every storage takes a Python path, because the C++
+threads have no FFmpeg: the main thread takes the LMDB buffers of the window's GT frames, a
+ThreadPoolExecutor of `num_threads` threads crops them (raw: a view; PNG/JPEG: cv2.imdecode), degrades the
+window (`degrade_random.apply`: OpenCV and PyAV drop the GIL, numpy noise mostly does) and calls
+FrameGather.run, whose C++ code flips/transposes/converts the LQ and GT crops into the batch (GIL released).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from edvr_fast.data.sampler import SamplePlan
+from edvr_fast.data.dataset import degraded_lq
+from edvr_fast.data.sampler import SamplePlan, SampleSpec
 from edvr_fast.errors import DatasetError
 
 PLAN_COLUMNS = 10  # kind, slot, H, W, C, top, left, h, w, flags (csrc/loader/gather_binding.cpp)
@@ -45,13 +52,14 @@ class BatchWriter:
     def __init__(self, ext: Any, store: Any, plan: SamplePlan, num_threads: int, t_len: int):
         self.store, self.plan, self.t_len = store, plan, t_len
         self.raw = store.storage == "raw"
+        self.degrade = plan.degrade is not None
         codec = CODECS.get(store.storage)
-        self.codec = codec if codec in getattr(ext, "loader_codecs", ()) else None
+        self.codec = codec if codec in getattr(ext, "loader_codecs", ()) and not self.degrade else None
         if self.codec is not None:
             self.gather = ext.FrameDecoder(num_threads)  # decodes and crops in its C++ threads
         else:
             self.gather = ext.FrameGather(num_threads)
-        cv2_path = not self.raw and self.codec is None
+        cv2_path = (not self.raw and self.codec is None) or self.degrade
         self.decoder = ThreadPoolExecutor(num_threads, thread_name_prefix="edvr-decode") if cv2_path else None
 
     @property
@@ -75,6 +83,12 @@ class BatchWriter:
         return frames, np.asarray(rows, dtype=np.int64).reshape(-1, PLAN_COLUMNS)
 
     def submit(self, p: Work, lq: torch.Tensor, gt: torch.Tensor) -> None:
+        if self.degrade:
+            for b, index in enumerate(p.indices):
+                spec = self.plan.decide(p.epoch, int(index))
+                deg = self.plan.degradation(p.epoch, int(index))
+                p.futures.append(self.decoder.submit(self._degrade_run, b, spec, deg, _GtFrames(self, spec), lq, gt))
+            return
         frames, table = self.rows(p.epoch, p.indices)
         if self.raw or self.codec is not None:
             p.refs, p.frames = [self.store.raw(*f) for f in frames], frames
@@ -92,26 +106,38 @@ class BatchWriter:
             bufs = [self.store.raw(*f) for f in part]
             p.futures.append(self.decoder.submit(self._decode_run, part, bufs, table[k : k + per_sample], lq, gt))
 
+    def decode(self, clip: int, f: int, kind: str, buf: Any) -> np.ndarray:
+        """A stored PNG/JPEG frame as uint8 HWC, checked against its meta shape."""
+        img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        info = self.store.clips[clip]
+        want = info.lq_shape if kind == "lq" else info.gt_shape
+        if img is not None and img.ndim == 2:
+            img = img[:, :, None]
+        if img is None or img.dtype != np.uint8 or img.shape != want:
+            got = "nothing" if img is None else f"{img.shape} {img.dtype}"
+            raise DatasetError(
+                f"frame {f} ({kind}) of clip '{info.name}' decodes to {got}, expected {want} uint8",
+                self.store.path,
+                "the pack is damaged; re-pack the dataset",
+            )
+        return img
+
     def _decode_run(self, frames: list, bufs: list, table: np.ndarray, lq: torch.Tensor, gt: torch.Tensor) -> None:
-        imgs = []
-        for (clip, f, kind), buf in zip(frames, bufs, strict=True):
-            img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-            info = self.store.clips[clip]
-            want = info.lq_shape if kind == "lq" else info.gt_shape
-            if img is not None and img.ndim == 2:
-                img = img[:, :, None]
-            if img is None or img.dtype != np.uint8 or img.shape != want:
-                got = "nothing" if img is None else f"{img.shape} {img.dtype}"
-                raise DatasetError(
-                    f"frame {f} ({kind}) of clip '{info.name}' decodes to {got}, expected {want} uint8",
-                    self.store.path,
-                    "the pack is damaged; re-pack the dataset",
-                )
-            imgs.append(img)
+        imgs = [self.decode(clip, f, kind, buf) for (clip, f, kind), buf in zip(frames, bufs, strict=True)]
         try:
             self.gather.run(imgs, table, lq, gt)
         except ValueError as exc:
             raise self.damaged(frames, str(exc)) from exc
+
+    def _degrade_run(self, b: int, spec: SampleSpec, deg: Any, src: _GtFrames, lq: torch.Tensor,
+                     gt: torch.Tensor) -> None:
+        window = degraded_lq(src, spec, deg)  # [T, h, w, C] uint8
+        target = np.ascontiguousarray(src.crop(spec.clip, spec.center, "gt", *spec.gt_crop))
+        flags = int(spec.hflip) | int(spec.vflip) << 1 | int(spec.transpose) << 2
+        t_len, (h, w, c), (gh, gw) = len(spec.frames), window.shape[1:], target.shape[:2]
+        rows = [(0, b * self.t_len + t, h, w, c, 0, 0, h, w, flags) for t in range(t_len)]
+        rows.append((1, b, gh, gw, c, 0, 0, gh, gw, flags))
+        self.gather.run([*window, target], np.asarray(rows, dtype=np.int64), lq, gt)
 
     def damaged(self, frames: list, why: str) -> DatasetError:
         row = why.split(":")[0].removeprefix("plan row ")
@@ -140,3 +166,26 @@ class BatchWriter:
         if self.decoder is not None:
             self.decoder.shutdown(wait=True)
         self.gather = None
+
+
+class _GtFrames:
+    """The GT frames of one sample, taken from the LMDB in the submitting thread (LMDB transactions are not
+    shared between threads) and cropped in a pool thread; duck-types the ClipStore that `degraded_lq` reads."""
+
+    def __init__(self, writer: BatchWriter, spec: SampleSpec):
+        self._writer, self.scale = writer, writer.store.scale
+        store = writer.store
+        self._bufs = {f: store.raw(spec.clip, f, "gt") for f in {*spec.frames, spec.center}}
+
+    def crop(self, clip: int, frame: int, kind: str, top: int, left: int, height: int, width: int) -> np.ndarray:
+        w = self._writer
+        shape = w.store.clips[clip].gt_shape
+        buf = self._bufs[frame]
+        if w.raw:
+            if len(buf) != shape[0] * shape[1] * shape[2]:
+                raise w.damaged([], f"frame {frame} (gt) of clip '{w.store.clips[clip].name}' has {len(buf)} "
+                                    f"bytes, expected {shape[0]}x{shape[1]}x{shape[2]}")
+            img = np.frombuffer(buf, np.uint8).reshape(shape)
+        else:
+            img = w.decode(clip, frame, kind, buf)
+        return img[top : top + height, left : left + width]
