@@ -40,10 +40,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edvr_fast.errors import InputError
+from edvr_fast.errors import DatasetError, InputError
+
+if TYPE_CHECKING:
+    from edvr_fast.data.scan import ScanResult
 
 METHODS = ("bicubic", "bd")
 SCALES = (2, 4)
@@ -176,3 +182,48 @@ def record(method: str, scale: int) -> dict:
     return {**common, "definition": "DUF DownSample (Gaussian blur + decimation)",
             "kernel_size": BD_KERNEL_SIZE, "sigma": 0.4 * scale, "border": "reflect (edge not repeated)",
             "kept": "rows and columns 0, scale, 2*scale, ... (0-based): the top-left pixel of each block"}
+
+
+def scan_gt_only(root: str | os.PathLike, method: str, scale: int, crop: int | None) -> ScanResult:
+    """A GT-only tree as clips whose input side is the GT side too (the LQ is derived from it)."""
+    from edvr_fast.data.scan import ClipSource, ScanResult, scan_frames
+
+    try:
+        check_method(method, scale)
+    except InputError as exc:
+        raise InputError(str(exc), hint="--degrade bicubic|bd --scale 2|4") from exc
+    found = scan_frames(root)
+    least = max(scale, crop or 0, BD_KERNEL_SIZE // 2 + 1 if method == "bd" else 0)
+    chans = {c.lq.shape[2] for c in found.clips}
+    if len(chans) != 1:
+        raise DatasetError("gray and colour clips mixed", found.input_root, "convert all frames to one kind")
+    for c in found.clips:
+        h, w = (v - v % scale for v in c.lq.shape[:2])
+        if min(h, w) < least:
+            what = f"the training crop {crop}" if crop and least == crop else f"{least} pixels ({method} x{scale})"
+            raise DatasetError(
+                f"clip '{c.name}' GT frames are {c.lq.shape[1]}x{c.lq.shape[0]} ({w}x{h} after cropping to a "
+                f"multiple of {scale}), smaller than {what}",
+                c.lq.frames[0] if c.lq.frames else c.lq.path,
+                "drop this clip, or lower --crop / the scale",
+            )
+    clips = [ClipSource(c.name, c.lq, c.lq) for c in found.clips]
+    return ScanResult(clips, scale, found.input_root, found.input_root, found.skipped)
+
+
+def degraded_shapes(gt: tuple[int, int, int], scale: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(LQ shape, GT shape after the bottom/right crop) of a GT-only clip of shape `gt`."""
+    h, w, c = gt
+    return (h // scale, w // scale, c), (h - h % scale, w - w % scale, c)
+
+
+def frame_transforms(method: str, scale: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """What pack applies to each checked GT frame: "gt" the bottom/right crop, "lq" the crop then `method`."""
+
+    def gt(img: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(modcrop(img, scale))
+
+    def lq(img: np.ndarray) -> np.ndarray:
+        return degrade(np.ascontiguousarray(modcrop(img, scale)), method, scale)
+
+    return {"gt": gt, "lq": lq}

@@ -28,12 +28,11 @@ import io
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from edvr_fast.errors import ConfigError, InputError
 
-RESIZE_MODES = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+RESIZE_MODES = ("area", "bilinear", "bicubic")  # cv2 INTER_AREA, INTER_LINEAR, INTER_CUBIC (cv2 loads lazily)
 VIDEO_CODECS = ("libx264", "libx265")
 NUM_DRAWS = 16
 
@@ -75,7 +74,7 @@ class DegradeParams:
                  "must be [low, high] with 0 < low <= high" if key != "gaussian_sigma" else
                  "must be [low, high] with 0 <= low <= high")
         need(len(self.resize_modes) > 0 and all(m in RESIZE_MODES for m in self.resize_modes), "resize_modes",
-             f"each must be one of {tuple(RESIZE_MODES)}")
+             f"each must be one of {RESIZE_MODES}")
         q0, q1 = self.jpeg_quality
         need(1 <= q0 <= q1 <= 100, "jpeg_quality", "must be [low, high] with 1 <= low <= high <= 100")
         need(len(self.video_codecs) > 0 and all(c in VIDEO_CODECS for c in self.video_codecs), "video_codecs",
@@ -188,6 +187,9 @@ def apply(window: np.ndarray, d: Degradation, scale: int) -> np.ndarray:
     """LQ window uint8 [T, H/scale, W/scale, C] from a GT window uint8 [T, H, W, C] (H, W multiples of scale)."""
     if window.dtype != np.uint8 or window.ndim != 4:
         raise InputError(f"apply expects a uint8 [T,H,W,C] window, got {window.dtype} {window.shape}")
+    import cv2
+
+    interp = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
     t, h, w, ch = window.shape
     if h % scale or w % scale:
         raise InputError(f"window {w}x{h} is not a multiple of the scale {scale}")
@@ -200,7 +202,7 @@ def apply(window: np.ndarray, d: Degradation, scale: int) -> np.ndarray:
         if kernel is not None:
             x = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101).reshape(h, w, ch)
         if scale != 1:
-            x = cv2.resize(x, (ow, oh), interpolation=RESIZE_MODES[d.resize]).reshape(oh, ow, ch)
+            x = cv2.resize(x, (ow, oh), interpolation=interp[d.resize]).reshape(oh, ow, ch)
         if d.gaussian_sigma is not None or d.poisson_peak is not None:
             y = x.astype(np.float64)
             if d.gaussian_sigma is not None:
