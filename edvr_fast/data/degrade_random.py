@@ -17,17 +17,21 @@ for isotropic kernels, cv2.filter2D for anisotropic ones),
 downscale by the pack's scale (cv2 INTER_AREA / INTER_LINEAR / INTER_CUBIC), Gaussian noise (sigma in 8-bit
 levels), Poisson noise (photon count = value / 255 * peak), rounding to uint8, JPEG of each frame (cv2), then
 H.264 / H.265 of the whole window at the CRF (PyAV, yuv420p, preset veryfast, one encoder thread).
-Reproducibility: everything above is bit-identical for the same (seed, epoch, index), on any worker count,
-except libx265: repeated encodes of the same window in one process differ in a few bytes for some sizes
-(measured with PyAV 18.1's bundled x265, even with pools=none and frame-threads=1), so libx265 is not in the
-default `video_codecs`; with it the decision is reproducible but the H.265 LQ frames may differ slightly.
+Reproducibility: every step is bit-identical for the same (seed, epoch, index) on any thread or worker
+count, with two measured exceptions in the video step. libx264: a window encoded on one thread gives the
+same frames every time (600 of 600 repeated round trips), but while other threads run degradations at the
+same time about 0.5-1% of windows came out differently (measured on 1000 windows per run; not the
+container, which is not used, not concurrent encodes, which we tried serialising, not the thread, which we
+tried pinning; cause not found). libx265: repeated encodes in one process differ for some sizes (PyAV 18.1's
+bundled x265, even with pools=none and frame-threads=1), so it is not in the default `video_codecs`. The
+decision itself is always reproducible; with video_prob > 0 those few windows' LQ may differ between runs.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -37,8 +41,6 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")  # cv2 INTER_AREA, INTER_LINEAR, 
 VIDEO_CODECS = ("libx264", "libx265")
 NUM_DRAWS = 16
 VIDEO_PRESET = "veryfast"  # x264/x265 speed preset: 3x cheaper than "medium" on 64x64 windows, a common real one
-
-
 @dataclass
 class DegradeParams:
     """The `data.degrade` section: off by default; each step has a probability and a range."""
@@ -145,7 +147,11 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, angle: float) -> 
 
 
 def _video_roundtrip(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarray]:
-    """Encode the window as one H.264/H.265 stream in memory and decode it back (same size and channels)."""
+    """Encode the window as one H.264/H.265 stream in memory and decode it back (same size and channels).
+
+    Codec contexts only, no container: the decoder orders frames by the bitstream itself, so nothing depends
+    on muxer timestamps (through a Matroska muxer, concurrent round trips differed now and then).
+    """
     import av
 
     h, w, ch = frames[0].shape
@@ -154,32 +160,31 @@ def _video_roundtrip(frames: list[np.ndarray], codec: str, crf: int) -> list[np.
     align = 16 if codec == "libx265" else 2
     ph, pw = -(-h // align) * align, -(-w // align) * align
     fmt = "bgr24" if ch == 3 else "gray"
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="matroska") as out:
-        opts = {"crf": str(crf), "preset": VIDEO_PRESET}
-        if codec == "libx265":
-            opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
-        else:
-            opts["threads"] = "1"
-        stream = out.add_stream(codec, rate=25, options=opts)
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.thread_count = 1
-        for f in frames:
-            if (ph, pw) != (h, w):
-                f = np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-            img = f if ch == 3 else f[:, :, 0]
-            for pkt in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)):
-                out.mux(pkt)
-        for pkt in stream.encode():
-            out.mux(pkt)
-    buf.seek(0)
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
+    enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25, 1)
+    enc.thread_count = 1
+    opts = {"crf": str(crf), "preset": VIDEO_PRESET}
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
+    else:
+        opts["x264-params"] = "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1"
+    enc.options = opts
+    packets = []
+    for k, f in enumerate(frames):
+        if (ph, pw) != (h, w):
+            f = np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        img = f if ch == 3 else f[:, :, 0]
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+        vf.pts, vf.time_base = k, enc.time_base
+        packets += enc.encode(vf)
+    packets += enc.encode(None)
+    dec = av.CodecContext.create("hevc" if codec == "libx265" else "h264", "r")
+    dec.thread_count = 1
     decoded = []
-    with av.open(buf, mode="r") as inp:
-        vs = inp.streams.video[0]
-        vs.thread_count = 1
-        for fr in inp.decode(vs):
-            a = fr.to_ndarray(format=fmt)
-            decoded.append(a.reshape(ph, pw, ch)[:h, :w])
+    for pkt in [*packets, None]:
+        for fr in dec.decode(pkt):
+            decoded.append(fr.to_ndarray(format=fmt).reshape(ph, pw, ch)[:h, :w])
     if len(decoded) != len(frames):
         raise RuntimeError(f"{codec} round trip returned {len(decoded)} of {len(frames)} frames")
     return decoded
