@@ -17,14 +17,14 @@ for isotropic kernels, cv2.filter2D for anisotropic ones),
 downscale by the pack's scale (cv2 INTER_AREA / INTER_LINEAR / INTER_CUBIC), Gaussian noise (sigma in 8-bit
 levels), Poisson noise (photon count = value / 255 * peak), rounding to uint8, JPEG of each frame (cv2), then
 H.264 / H.265 of the whole window at the CRF (PyAV, yuv420p, preset veryfast, one encoder thread).
-Reproducibility: every step is bit-identical for the same (seed, epoch, index) on any thread or worker
-count, with two measured exceptions in the video step. libx264: a window encoded on one thread gives the
-same frames every time (600 of 600 repeated round trips), but while other threads run degradations at the
-same time about 0.5-1% of windows came out differently (measured on 1000 windows per run; not the
-container, which is not used, not concurrent encodes, which we tried serialising, not the thread, which we
-tried pinning; cause not found). libx265: repeated encodes in one process differ for some sizes (PyAV 18.1's
-bundled x265, even with pools=none and frame-threads=1), so it is not in the default `video_codecs`. The
-decision itself is always reproducible; with video_prob > 0 those few windows' LQ may differ between runs.
+Reproducibility: the decision is a pure function of (seed, epoch, index), and every step but the video one
+is bit-identical on any thread or worker count (tested). The video step is not bit-reproducible here, as
+measured: libx264 round trips of the same window (threads=1, no container, our own colour conversion)
+came back different in ~1-2% of runs, more often on pool threads and in long-running processes (cause not
+found; it is not concurrency between encodes, which we serialised, nor a freed-buffer read, which we
+fixed). libx265 differs more often (some sizes on every run; PyAV 18.1's bundled x265, pools=none,
+frame-threads=1) and is not in the default `video_codecs`. With video_prob > 0 a few LQ windows may
+therefore differ between otherwise identical runs; set video_prob: 0 where bit-exact replays matter.
 """
 
 from __future__ import annotations
@@ -149,17 +149,18 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, angle: float) -> 
 def _video_roundtrip(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarray]:
     """Encode the window as one H.264/H.265 stream in memory and decode it back (same size and channels).
 
-    Codec contexts only, no container: the decoder orders frames by the bitstream itself, so nothing depends
-    on muxer timestamps (through a Matroska muxer, concurrent round trips differed now and then).
+    Codec contexts only (no container, nothing depends on muxer timestamps); the colour conversion is
+    OpenCV's BGR <-> I420 (BT.601), and every decoded plane is copied out while its frame is alive (PyAV's
+    to_ndarray(format=...) returned a view of a converted frame freed on return).
     """
     import av
+    import cv2
 
     h, w, ch = frames[0].shape
     # yuv420p needs even sides, x265 at least 16 (multiples of 16 here): replicate the last rows and
     # columns up to that, cut them off after decoding.
     align = 16 if codec == "libx265" else 2
     ph, pw = -(-h // align) * align, -(-w // align) * align
-    fmt = "bgr24" if ch == 3 else "gray"
     enc = av.CodecContext.create(codec, "w")
     enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
     enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25, 1)
@@ -168,14 +169,18 @@ def _video_roundtrip(frames: list[np.ndarray], codec: str, crf: int) -> list[np.
     if codec == "libx265":
         opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
     else:
-        opts["x264-params"] = "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1"
+        opts["x264-params"] = "threads=1:lookahead-threads=1:sliced-threads=0"
     enc.options = opts
     packets = []
     for k, f in enumerate(frames):
         if (ph, pw) != (h, w):
             f = np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        img = f if ch == 3 else f[:, :, 0]
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+        if ch == 3:
+            yuv = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_BGR2YUV_I420)
+        else:
+            yuv = np.full((ph * 3 // 2, pw), 128, np.uint8)
+            yuv[:ph] = f[:, :, 0]
+        vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         vf.pts, vf.time_base = k, enc.time_base
         packets += enc.encode(vf)
     packets += enc.encode(None)
@@ -184,7 +189,11 @@ def _video_roundtrip(frames: list[np.ndarray], codec: str, crf: int) -> list[np.
     decoded = []
     for pkt in [*packets, None]:
         for fr in dec.decode(pkt):
-            decoded.append(fr.to_ndarray(format=fmt).reshape(ph, pw, ch)[:h, :w])
+            if fr.format.name != "yuv420p" or (fr.height, fr.width) != (ph, pw):
+                raise RuntimeError(f"{codec} round trip decoded {fr.format.name} {fr.width}x{fr.height}")
+            yuv = np.array(fr.to_ndarray(), copy=True)  # planes stacked: (ph * 3 / 2, pw)
+            out = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420) if ch == 3 else yuv[:ph, :, None]
+            decoded.append(np.ascontiguousarray(out[:h, :w]).reshape(h, w, ch))
     if len(decoded) != len(frames):
         raise RuntimeError(f"{codec} round trip returned {len(decoded)} of {len(frames)} frames")
     return decoded
