@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from edvr_fast.data.degrade_random import DegradeParams
 from edvr_fast.data.sampler import SampleParams
 from edvr_fast.errors import ConfigError
 from edvr_fast.models.params import EDVRParams
@@ -46,6 +47,8 @@ class DataConfig:
     synthetic_blur: int = 5
     synthetic_speed: float = 4.0  # largest motion in GT pixels per frame: the length of the blur streaks
     synthetic_noise: float = 0.0  # sensor noise on the input frames, std in 8-bit levels (0: none)
+    # On-the-fly LQ made from the GT window for training (off by default; validation keeps the pack's LQ).
+    degrade: DegradeParams = field(default_factory=DegradeParams)
 
 
 @dataclass
@@ -293,6 +296,7 @@ def validate(cfg: TrainConfig, where: str = "config") -> None:
     try:
         s.validate()
         cfg.model.validate()
+        cfg.data.degrade.validate("data.degrade.")
     except ConfigError as exc:
         raise ConfigError(str(exc), where) from exc
     _need(s.num_frame == cfg.model.num_frame, "data.sample.num_frame", s.num_frame,

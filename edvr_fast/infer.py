@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from edvr_fast.data.degrade import degrade, modcrop
 from edvr_fast.data.frames import read_clip_frames
 from edvr_fast.errors import EdvrError, InputError
 from edvr_fast.evaluate import ScoreBoard, add_metric_args, report
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="our checkpoint or a published EDVR/BasicSR .pth")
     parser.add_argument("--preset", help="architecture when the file does not say it (published files)")
-    parser.add_argument("--input", required=True, help="a folder of frames, a folder of clips, or a video file")
+    parser.add_argument("--input", help="a folder of frames, a folder of clips, or a video file (required unless "
+                        "--degrade)")
     parser.add_argument("--output", required=True,
                         help="a folder (PNG frames named as the input frames) or a video file (.mp4/.avi)")
     parser.add_argument("--gt", help="ground truth (same layout as --input): print PSNR/SSIM in the same pass")
@@ -63,18 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--boundary", default="reflection", choices=["replicate", "reflection", "new_info", "circle"],
                         help="how windows are padded at clip ends")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--degrade", choices=("bicubic", "bd"),
+                        help="make the input from --gt (HR) with the benchmarks' degradation and score against it")
+    parser.add_argument("--scale", type=int, choices=(2, 4), help="with --degrade: must be the checkpoint's scale")
     add_metric_args(parser)
     return parser
 
 
+def _degraded_input(args: argparse.Namespace) -> tuple[list, bool]:
+    """--gt HR --degrade M --scale S: the HR clips are the jobs; their frames are degraded on the way in."""
+    if args.input is not None or args.gt is None or args.scale is None:
+        raise InputError("--degrade takes --gt HR and --scale S, and no --input (the input is made from --gt)")
+    return find_clips(args.gt)
+
+
 def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
     """Restore every clip; returns (clips, frames, seconds, scores or None)."""
-    jobs, single = find_clips(args.input)
+    if args.degrade is not None:
+        jobs, single = _degraded_input(args)
+    elif args.input is None:
+        raise InputError("--input is required (or --gt HR --degrade bicubic|bd --scale S)")
+    else:
+        jobs, single = find_clips(args.input)
     out_root = Path(args.output)
     if not single and out_root.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
         raise InputError(f"--input holds {len(jobs)} clips; --output must be a folder, not a video file", out_root)
-    gts = gt_sources(args.gt, jobs, single) if args.gt else None
+    if args.degrade is not None:
+        gts = {j.name: j.source for j in jobs}
+    else:
+        gts = gt_sources(args.gt, jobs, single) if args.gt else None
     model = load_pretrained(args.checkpoint, preset=args.preset, map_location="cpu")
+    if args.degrade is not None and model.params.scale != args.scale:
+        raise InputError(f"--scale {args.scale} does not match the checkpoint's scale x{model.params.scale}",
+                         args.checkpoint, f"use --scale {model.params.scale}, or a x{args.scale} checkpoint")
     options = RestoreOptions(batch=args.batch, tile=args.tile, tile_overlap=args.tile_overlap,
                              ensemble=args.ensemble, bf16=args.bf16, boundary=args.boundary)
     restorer = Restorer(model, options, args.device)
@@ -90,8 +113,12 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
         bar.set_description(job.name)
         sink = open_sink(output_path(job, out_root, single), job, args.fps)
         gt_frames = iter(read_clip_frames(gts[job.name])) if gts else None
+        frames = job.frames()
+        if args.degrade is not None:  # GT cropped bottom/right to a multiple of the scale, LQ made from it
+            frames = (degrade(modcrop(f, args.scale), args.degrade, args.scale) for f in frames)
+            gt_frames = (modcrop(g, args.scale) for g in gt_frames)
         try:
-            for i, img in enumerate(restorer.restore(job.frames(), job.num_frames, job.name)):
+            for i, img in enumerate(restorer.restore(frames, job.num_frames, job.name)):
                 if board is not None:
                     g = next(gt_frames, None)
                     if g is None:

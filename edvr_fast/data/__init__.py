@@ -26,6 +26,7 @@ _EXPORTS = {
     "DatasetParams": "edvr_fast.data.dataset",
     "ClipDataset": "edvr_fast.data.dataset",
     "FusedClipLoader": "edvr_fast.data.loader",
+    "DegradeParams": "edvr_fast.data.degrade_random",
 }
 
 __all__ = sorted(_EXPORTS)

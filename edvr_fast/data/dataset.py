@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ import torch
 from edvr_fast.data.sampler import SampleParams, SamplePlan, SampleSpec, split_clips
 from edvr_fast.data.store import ClipStore
 from edvr_fast.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    from edvr_fast.data.degrade_random import Degradation, DegradeParams
 
 SPLITS = ("train", "val", "all")
 
@@ -28,6 +32,15 @@ class DatasetParams:
     val_clips: tuple[str, ...] | None = None
     val_fraction: float | None = None
     split_seed: int = 0
+    degrade: DegradeParams | None = None  # on-the-fly LQ from the GT window (training); None / disabled: pack LQ
+
+
+def degraded_lq(store: ClipStore, spec: SampleSpec, deg: Degradation) -> np.ndarray:
+    """uint8 [T, h, w, C] LQ window made from the GT crops of the sample's frames (before augmentation)."""
+    from edvr_fast.data.degrade_random import apply
+
+    window = np.stack([store.crop(spec.clip, f, "gt", *spec.gt_crop) for f in spec.frames])
+    return apply(window, deg, store.scale)
 
 
 def augment(frames: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.ndarray:
@@ -70,7 +83,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 self.store.path,
                 "set val_clips or val_fraction for a validation split",
             )
-        self.plan = SamplePlan.from_store(self.store, params.sample, self.clip_ids)
+        self.plan = SamplePlan.from_store(self.store, params.sample, self.clip_ids, params.degrade)
         if len(self.plan) == 0:
             raise DatasetError(
                 f"no clip of the '{params.split}' split is long enough for a {params.sample.num_frame}-frame "
@@ -91,10 +104,13 @@ class ClipDataset(torch.utils.data.Dataset):
     def spec(self, index: int, epoch: int | None = None) -> SampleSpec:
         return self.plan.decide(self.epoch if epoch is None else epoch, index)
 
-    def load(self, spec: SampleSpec) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lq [T,C,h,w], gt [C,H,W]) float32 RGB for a decided sample."""
+    def load(self, spec: SampleSpec, deg: Degradation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lq [T,C,h,w], gt [C,H,W]) float32 RGB for a decided sample (LQ made from GT when `deg`)."""
         st = self.store
-        lq = np.stack([st.crop(spec.clip, f, "lq", *spec.lq_crop) for f in spec.frames])
+        if deg is not None:
+            lq = degraded_lq(st, spec, deg)
+        else:
+            lq = np.stack([st.crop(spec.clip, f, "lq", *spec.lq_crop) for f in spec.frames])
         gt = st.crop(spec.clip, spec.center, "gt", *spec.gt_crop)
         lq = augment(lq, spec.hflip, spec.vflip, spec.transpose)
         gt = augment(gt, spec.hflip, spec.vflip, spec.transpose)
@@ -103,7 +119,7 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         epoch, index = item if isinstance(item, tuple) else (self.epoch, item)
         spec = self.plan.decide(epoch, int(index))
-        lq, gt = self.load(spec)
+        lq, gt = self.load(spec, self.plan.degradation(epoch, int(index)))
         name = self.store.clips[spec.clip].name
         return {
             "lq": lq,

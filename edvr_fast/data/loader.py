@@ -2,15 +2,8 @@
 
 Owns `FusedClipLoader` (batches equal to ClipDataset + default collate), its buffer ring, CUDA prefetch, resume.
 
-Threads: raw storage goes to `edvr_fast._C.FrameGather`, a pool of `num_threads` persistent C++ threads
-fed one plan per batch (the GIL is only held to build the plan). PNG/JPEG storage goes to
-`edvr_fast._C.FrameDecoder` when the extension was built with libpng / libjpeg-turbo (`_C.loader_codecs`):
-the same kind of pool, whose threads decode only what each crop needs (JPEG: the crop's iMCU columns and
-rows plus one iMCU of context; PNG: the 16-row bands under the crop for the banded PNGs the pack writes,
-rows down to the crop's last one for other PNGs) and then crop/convert it. Without
-those libraries PNG/JPEG decode whole frames with cv2.imdecode in a Python ThreadPoolExecutor of
-`num_threads` threads, one sample per job, then FrameGather.run (both release the GIL).
-`FusedClipLoader.decode_backend` says which path runs.
+Threads: `batch_writer.BatchWriter` fills each buffer (C++ pools for raw and PNG/JPEG, cv2 threads without
+the codec libraries); `FusedClipLoader.decode_backend` says which path runs.
 Ring: `prefetch` batches are in flight; a CPU buffer is only refilled once the batch tensors handed to the
 caller are gone (storage use count back to the ring's own) and its host-to-device copy event has fired;
 a buffer still held by the caller is left to the caller and replaced by a fresh one.
@@ -20,19 +13,18 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
-import cv2
 import numpy as np
 import torch
 
+from edvr_fast.data.batch_writer import CODECS, PLAN_COLUMNS, BatchWriter
 from edvr_fast.data.dataset import ClipDataset, DatasetParams
 from edvr_fast.data.sampler import ClipSampler
 from edvr_fast.errors import ConfigError, DatasetError, InputError
 
 OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-PLAN_COLUMNS = 10  # kind, slot, H, W, C, top, left, h, w, flags (csrc/loader/gather_binding.cpp)
-CODECS = {"png": "png", "jpg": "jpeg"}  # pack storage -> the partial decoder of edvr_fast._C that reads it
+__all__ = ["CODECS", "OUT_DTYPES", "PLAN_COLUMNS", "FusedClipLoader"]
 
 
 def _extension():
@@ -151,9 +143,6 @@ class FusedClipLoader:
             raise ConfigError("pin_memory=True needs CUDA (pinning needs a driver)", hint="leave pin_memory=None")
         self.pin_memory = cuda if pin_memory is None else bool(pin_memory)
         self._shapes = self._batch_shapes()
-        self._raw = self.store.storage == "raw"
-        codec = CODECS.get(self.store.storage)
-        self._codec = codec if codec in getattr(self._ext, "loader_codecs", ()) else None
         self._epoch_start = 0  # where the next pass starts in this epoch (set by load_state_dict)
         self._pass_token = 0  # which _Pass iterator is current
         self._reset_process_state()
@@ -184,12 +173,7 @@ class FusedClipLoader:
         self._pid = os.getpid()
         if torch.cuda._is_in_bad_fork():  # CUDA cannot be used in a child forked after CUDA started
             self.pin_memory, self.device = False, None
-        if self._codec is not None:
-            self._gather = self._ext.FrameDecoder(self.num_threads)  # decodes and crops in its C++ threads
-        else:
-            self._gather = self._ext.FrameGather(self.num_threads)
-        cv2_path = not self._raw and self._codec is None
-        self._decoder = ThreadPoolExecutor(self.num_threads, thread_name_prefix="edvr-decode") if cv2_path else None
+        self._writer = BatchWriter(self._ext, self.store, self.plan, self.num_threads, self._shapes[0][1])
         self._ring: list[_Slot] = []
         self._pending: deque[_Pending] = deque()
         self._stream = torch.cuda.Stream(self.device) if self.device is not None else None
@@ -216,9 +200,15 @@ class FusedClipLoader:
     def decode_backend(self) -> str:
         """Which path reads frames: "raw" (C++ crop of stored pixels), "libjpeg-turbo" / "libpng" (C++
         partial decode in the pool threads), or "cv2" (whole-frame cv2.imdecode, the fallback)."""
-        if self._raw:
-            return "raw"
-        return {"jpeg": "libjpeg-turbo", "png": "libpng"}.get(self._codec, "cv2")
+        return self._writer.backend
+
+    @property
+    def _gather(self) -> object:  # the C++ pool (tests check which one runs)
+        return self._writer.gather
+
+    @property
+    def _decoder(self) -> object:  # the cv2 decode threads, None when a C++ pool decodes
+        return self._writer.decoder
 
     def __len__(self) -> int:
         n = self.sampler.shard_size
@@ -260,7 +250,7 @@ class FusedClipLoader:
         n = len(p.indices)
         # Views first: they raise the buffer's use count, so the refill below cannot pick this buffer.
         out = p.gpu if p.gpu is not None else (p.slot.lq[:n], p.slot.gt[:n])
-        if self._pending and self._work_done(self._pending[0], block=False):
+        if self._pending and self._writer.done(self._pending[0], block=False):
             self._finish(self._pending[0])  # start the next host-to-device copy now, behind this batch
         self._fill()
         if p.gpu is not None:
@@ -289,9 +279,8 @@ class FusedClipLoader:
             self._closed = True
             return
         self._drain()
-        if self._decoder is not None:
-            self._decoder.shutdown(wait=True)
-        self._gather, self._ring = None, []
+        self._writer.close()
+        self._ring = []
         self.store.close()
         self._closed = True
 
@@ -316,7 +305,7 @@ class FusedClipLoader:
             self._next += 1
             p = _Pending(self._pass_epoch, indices, self._free_slot())
             self._pending.append(p)
-            self._submit(p)
+            self._writer.submit(p, p.slot.lq, p.slot.gt)
 
     def _free_slot(self) -> _Slot:
         busy = {id(p.slot) for p in self._pending}
@@ -342,86 +331,9 @@ class FusedClipLoader:
         kw = dict(dtype=self.out_dtype, pin_memory=self.pin_memory)
         return _Slot(torch.empty(lq_shape, **kw), torch.empty(gt_shape, **kw))
 
-    def _rows(self, epoch: int, indices: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-        """Which frames to read (clip, frame, kind) and the plan table for them (documented column order)."""
-        frames, rows = [], []
-        t_len = self._shapes[0][1]
-        for b, index in enumerate(indices):
-            spec = self.plan.decide(epoch, int(index))
-            info = self.store.clips[spec.clip]
-            flags = int(spec.hflip) | int(spec.vflip) << 1 | int(spec.transpose) << 2
-            for t, f in enumerate(spec.frames):
-                frames.append((spec.clip, f, "lq"))
-                rows.append((0, b * t_len + t, *info.lq_shape, *spec.lq_crop, flags))
-            frames.append((spec.clip, spec.center, "gt"))
-            rows.append((1, b, *info.gt_shape, *spec.gt_crop, flags))
-        return frames, np.asarray(rows, dtype=np.int64).reshape(-1, PLAN_COLUMNS)
-
-    def _submit(self, p: _Pending) -> None:
-        frames, table = self._rows(p.epoch, p.indices)
-        lq, gt = p.slot.lq, p.slot.gt
-        if self._raw or self._codec is not None:
-            p.refs, p.frames = [self.store.raw(*f) for f in frames], frames
-            try:
-                if self._raw:
-                    p.ticket = self._gather.submit(p.refs, table, lq, gt)
-                else:
-                    p.ticket = self._gather.submit(p.refs, table, self._codec, lq, gt)
-            except ValueError as exc:
-                raise self._damaged(frames, str(exc)) from exc
-            return
-        per_sample = len(frames) // len(p.indices)
-        for k in range(0, len(frames), per_sample):
-            part = frames[k : k + per_sample]
-            bufs = [self.store.raw(*f) for f in part]
-            p.futures.append(self._decoder.submit(self._decode_run, part, bufs, table[k : k + per_sample], lq, gt))
-
-    def _decode_run(self, frames: list, bufs: list, table: np.ndarray, lq: torch.Tensor, gt: torch.Tensor) -> None:
-        imgs = []
-        for (clip, f, kind), buf in zip(frames, bufs, strict=True):
-            img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-            info = self.store.clips[clip]
-            want = info.lq_shape if kind == "lq" else info.gt_shape
-            if img is not None and img.ndim == 2:
-                img = img[:, :, None]
-            if img is None or img.dtype != np.uint8 or img.shape != want:
-                got = "nothing" if img is None else f"{img.shape} {img.dtype}"
-                raise DatasetError(
-                    f"frame {f} ({kind}) of clip '{info.name}' decodes to {got}, expected {want} uint8",
-                    self.store.path,
-                    "the pack is damaged; re-pack the dataset",
-                )
-            imgs.append(img)
-        try:
-            self._gather.run(imgs, table, lq, gt)
-        except ValueError as exc:
-            raise self._damaged(frames, str(exc)) from exc
-
-    def _damaged(self, frames: list, why: str) -> DatasetError:
-        row = why.split(":")[0].removeprefix("plan row ")
-        where = ""
-        if row.isdigit() and int(row) < len(frames):
-            clip, f, kind = frames[int(row)]
-            where = f"frame {f} ({kind}) of clip '{self.store.clips[clip].name}': "
-        return DatasetError(f"{where}{why}", self.store.path, "the pack is damaged; re-pack the dataset")
-
-    def _work_done(self, p: _Pending, block: bool) -> bool:
-        if p.ticket is not None:
-            if block:
-                try:
-                    self._gather.wait(p.ticket)
-                except RuntimeError as exc:  # a frame the C++ decoder could not read
-                    raise self._damaged(p.frames, str(exc)) from exc
-            return block or self._gather.done(p.ticket)
-        if block:
-            for fut in p.futures:
-                fut.result()  # re-raises a decode error in this thread
-            return True
-        return all(f.done() for f in p.futures)
-
     def _finish(self, p: _Pending) -> None:
         """Wait for the batch to be written; start its device copy (once) when prefetching to a GPU."""
-        self._work_done(p, block=True)
+        self._writer.done(p, block=True)
         p.refs = []
         if self._stream is None or p.gpu is not None:
             return
@@ -439,7 +351,7 @@ class FusedClipLoader:
         while self._pending:
             p = self._pending.popleft()
             try:
-                self._work_done(p, block=True)
+                self._writer.done(p, block=True)
             except Exception:  # noqa: BLE001 - abandoned batches: their errors no longer matter
                 pass
         self._batches, self._next = [], 0

@@ -97,6 +97,7 @@ class PackMeta:
     layout: str = "HWC"
     channel_order: str = "BGR"  # "BGR" for C=3, "gray" for C=1
     key_format: str = KEY_FORMAT
+    degradation: dict[str, Any] | None = None  # optional: how the LQ was derived from GT (pack --degrade)
 
     def clip_index(self, name: str) -> int:
         for i, c in enumerate(self.clips):
@@ -122,6 +123,8 @@ class PackMeta:
             "num_frames": sum(c.num_frames for c in self.clips),
             "clips": [c.to_json() for c in self.clips],
         }
+        if self.degradation is not None:
+            d["degradation"] = self.degradation
         return d
 
     @classmethod
@@ -139,6 +142,7 @@ class PackMeta:
             layout=d["layout"],
             channel_order=d["channel_order"],
             key_format=d["key_format"],
+            degradation=d.get("degradation"),
         )
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,15 +97,29 @@ def _check_shape(img: np.ndarray, side: ClipSide, path: Path, index: int) -> Non
         )
 
 
-def _read_frame(side: ClipSide, index: int, storage: str, jpg_quality: int) -> tuple[bytes | memoryview, int]:
+Transform = Callable[[np.ndarray], np.ndarray]  # applied to each checked frame before encoding (--degrade)
+
+
+def _read_frame(
+    side: ClipSide, index: int, storage: str, jpg_quality: int, transform: Transform | None = None
+) -> tuple[bytes | memoryview, int]:
     path = side.frames[index]
     img = read_image(path)
     _check_shape(img, side, path, index)
+    if transform is not None:
+        img = transform(img)
     return _encode(img, storage, jpg_quality), img.nbytes
 
 
 def _frames_of(
-    pool: ThreadPoolExecutor, clip_idx: int, kind: str, side: ClipSide, storage: str, q: int, depth: int
+    pool: ThreadPoolExecutor,
+    clip_idx: int,
+    kind: str,
+    side: ClipSide,
+    storage: str,
+    q: int,
+    depth: int,
+    transform: Transform | None = None,
 ) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
     """(key, value, raw bytes) in frame order; images are decoded ahead in threads (cv2 drops the GIL)."""
     if side.kind == "video":
@@ -113,6 +127,8 @@ def _frames_of(
         for img in iter_video(side.path):
             if n < side.num_frames:
                 _check_shape(img, side, side.path, n)
+                if transform is not None:
+                    img = transform(img)
                 yield frame_key(kind, clip_idx, n), _encode(img, storage, q), img.nbytes
             n += 1
         if n != side.num_frames:
@@ -126,7 +142,7 @@ def _frames_of(
     nxt = 0
     while nxt < side.num_frames or pending:
         while nxt < side.num_frames and len(pending) < depth:
-            pending.append((nxt, pool.submit(_read_frame, side, nxt, storage, q)))
+            pending.append((nxt, pool.submit(_read_frame, side, nxt, storage, q, transform)))
             nxt += 1
         i, fut = pending.popleft()
         value, nbytes = fut.result()
@@ -164,6 +180,7 @@ def _write(
     workers: int,
     map_size: int,
     progress: bool,
+    transforms: dict[str, Transform] | None = None,
 ) -> str:
     pack_id = uuid.uuid4().hex
     total = sum(2 * c.num_frames for c in result.clips)
@@ -179,7 +196,7 @@ def _write(
                 for kind in KINDS:
                     side = clip.lq if kind == "lq" else clip.gt
                     for key, value, nbytes in _frames_of(
-                        pool, ci, kind, side, storage, jpg_quality, 4 * workers
+                        pool, ci, kind, side, storage, jpg_quality, 4 * workers, (transforms or {}).get(kind)
                     ):
                         batch.append((key, value))
                         batch_bytes += nbytes
@@ -209,10 +226,16 @@ def pack(
     jpg_quality: int = 95,
     map_size: int | None = None,
     progress: bool = True,
+    degrade: str | None = None,
+    scale: int | None = None,
+    crop: int | None = None,
 ) -> PackMeta:
     """Scan clips and write them to `dst` (a folder: data.mdb + meta.json); returns the written meta.
 
-    With only `input_root`, its input/GT subfolders are detected (see scan.PAIR_NAMES). The pack is
+    With only `input_root`, its input/GT subfolders are detected (see scan.PAIR_NAMES). With `degrade`
+    ("bicubic" | "bd", see data/degrade.py) and `scale`, `input_root` is a GT-only tree: GT frames are cropped
+    at the bottom/right to a multiple of `scale` and the LQ frames derived from them; a clip smaller than
+    `crop` (the training crop, GT pixels) is an error naming it. The pack is
     built in `dst.partial` and renamed when complete; a `dst.partial` left by a killed run is deleted
     and the pack starts clean. `map_size` is only the starting LMDB map size, grown as needed.
     """
@@ -229,7 +252,14 @@ def pack(
         raise DatasetError(
             "destination already exists", dst, "pass --overwrite to replace it, or choose another DST"
         )
-    result = scan(input_root, gt_root)
+    if degrade is not None:
+        if gt_root is not None or scale is None:
+            raise InputError("degrade needs a GT-only tree and a scale, and no separate GT root")
+        from edvr_fast.data.degrade import degraded_shapes, frame_transforms, scan_gt_only
+
+        result, transforms = scan_gt_only(input_root, degrade, int(scale), crop), frame_transforms(degrade, scale)
+    else:
+        result, transforms = scan(input_root, gt_root), None
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     if map_size is None:
         raw = sum(c.num_frames * (int(np.prod(c.lq_shape)) + int(np.prod(c.gt_shape))) for c in result.clips)
@@ -239,7 +269,7 @@ def pack(
         shutil.rmtree(partial)  # left by a killed pack: we restart from scratch rather than resume
     partial.mkdir(parents=True)
     try:
-        pack_id = _write(result, partial, storage, jpg_quality, workers, map_size, progress)
+        pack_id = _write(result, partial, storage, jpg_quality, workers, map_size, progress, transforms)
         channels = result.clips[0].lq_shape[2]
         meta = PackMeta(
             pack_id=pack_id,
@@ -249,8 +279,7 @@ def pack(
                 ClipMeta(
                     c.name,
                     c.num_frames,
-                    c.lq_shape,
-                    c.gt_shape,
+                    *((c.lq_shape, c.gt_shape) if degrade is None else degraded_shapes(c.gt_shape, result.scale)),
                     "uint8",
                     storage,
                     _source(c.lq),
@@ -259,7 +288,7 @@ def pack(
                 for c in result.clips
             ],
             pairing={
-                "mode": "roots" if gt_root is not None else "subfolders",
+                "mode": "degraded" if degrade else "roots" if gt_root is not None else "subfolders",
                 "input_root": str(result.input_root.resolve()),
                 "gt_root": str(result.gt_root.resolve()),
             },
@@ -267,6 +296,10 @@ def pack(
             skipped=dict(result.skipped),
             channel_order="BGR" if channels == 3 else "gray",
         )
+        if degrade is not None:
+            from edvr_fast.data.degrade import record
+
+            meta.degradation = record(degrade, result.scale)
         save_meta(meta, partial)  # written last: a folder without meta.json is never a finished pack
         if dst.exists():
             old = dst.with_name(dst.name + ".old")
@@ -310,8 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers", type=int, default=None, help="reader threads (default: cores + 2, max 8)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--degrade", choices=("bicubic", "bd"),
+                        help="SRC is a GT-only tree: derive the LQ frames (MATLAB bicubic imresize, or DUF's BD)")
+    parser.add_argument("--scale", type=int, choices=(2, 4), help="with --degrade: GT size / LQ size")
+    parser.add_argument("--crop", type=int, help="with --degrade: the training crop (GT pixels); smaller clips "
+                        "are an error")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.degrade and (args.input or args.gt or args.scale is None):
+        parser.error("--degrade takes SRC DST (a GT-only tree) and --scale 2|4")
+    if (args.scale or args.crop) and not args.degrade:
+        parser.error("--scale and --crop go with --degrade")
     if args.input or args.gt:
         if not (args.input and args.gt) or len(args.paths) != 1:
             parser.error("use --input IN --gt GT DST, or SRC DST")
@@ -331,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             jpg_quality=args.jpg_quality,
             progress=not args.no_progress,
+            degrade=args.degrade,
+            scale=args.scale,
+            crop=args.crop,
         )
     except EdvrError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,9 @@ shifts another's draw). Integer choices are floor(u * n):
   u4 hflip (< 0.5), u5 vflip (< 0.5), u6 transpose (< 0.5).
 Augmentation order on a cropped HWC frame: hflip (reverse W), then vflip (reverse H), then transpose
 (swap H and W); then BGR->RGB, HWC->CHW, float32 / 255. Every frame of a sample gets the same decision.
+With on-the-fly degradation (`degrade_random.DegradeParams` enabled), `SamplePlan.degradation(epoch, index)`
+draws it on streams of its own, [seed, epoch, index, 2] (16 uniforms) and [seed, epoch, index, 3] (noise),
+so every decision above stays what it was; the LQ window is made from the GT crop before augmentation.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from edvr_fast.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
+    from edvr_fast.data.degrade_random import Degradation, DegradeParams
     from edvr_fast.data.store import ClipStore
 
 BOUNDARIES = ("replicate", "reflection", "new_info", "circle", "inside")
@@ -114,9 +118,13 @@ class SamplePlan:
         scale: int,
         clip_ids: Sequence[int] | None = None,
         names: Sequence[str] | None = None,
+        degrade: DegradeParams | None = None,
     ):
         params.validate()
         self.params = params
+        self.degrade = degrade if degrade is not None and degrade.enabled else None
+        if self.degrade is not None:
+            self.degrade.validate()
         self.scale = int(scale)
         self.num_frames = [int(n) for n in num_frames]
         self.lq_shapes = [tuple(int(v) for v in s) for s in lq_shapes]
@@ -145,7 +153,11 @@ class SamplePlan:
 
     @classmethod
     def from_store(
-        cls, store: ClipStore, params: SampleParams, clip_ids: Sequence[int] | None = None
+        cls,
+        store: ClipStore,
+        params: SampleParams,
+        clip_ids: Sequence[int] | None = None,
+        degrade: DegradeParams | None = None,
     ) -> SamplePlan:
         """Plan over a ClipStore (or anything with .clips holding num_frames/lq_shape/name, and .scale)."""
         return cls(
@@ -155,6 +167,7 @@ class SamplePlan:
             store.scale,
             clip_ids,
             [c.name for c in store.clips],
+            degrade,
         )
 
     def __len__(self) -> int:
@@ -202,6 +215,16 @@ class SamplePlan:
             reversed=bool(rev),
             interval=interval,
         )
+
+    def degradation(self, epoch: int, index: int) -> Degradation | None:
+        """The sample's on-the-fly degradation (None when off): a pure function of (seed, epoch, index)."""
+        if self.degrade is None:
+            return None
+        from edvr_fast.data.degrade_random import NUM_DRAWS, draw
+
+        key = [self.params.seed, int(epoch), int(index)]
+        u = np.random.default_rng([*key, 2]).random(NUM_DRAWS)
+        return draw(self.degrade, u, (*key, 3))
 
 
 def split_clips(

@@ -121,8 +121,10 @@ def describe_clips(src: DataSource, shown: int = 8) -> str:
 
 
 def dataset_params(cfg: TrainConfig, src: DataSource, split: str, sample: SampleParams | None = None) -> DatasetParams:
+    # data.degrade makes training LQ from GT on the fly; validation always scores the pack's deterministic LQ.
     return DatasetParams(path=src.pack, sample=sample or cfg.data.sample, split=split, val_clips=src.val_clips,
-                         val_fraction=src.val_fraction, split_seed=cfg.data.split_seed)
+                         val_fraction=src.val_fraction, split_seed=cfg.data.split_seed,
+                         degrade=cfg.data.degrade if split == "train" else None)
 
 
 def fused_loader_class() -> Any | None:
