@@ -78,6 +78,9 @@ def _summary(res, cfg: TrainConfig) -> str:
         ident = f", SSIM {v['identity_ssim']:.4f}" if "identity_ssim" in v else ""
         lines.append(f"done: {res.iterations} iterations in {res.wall_s:.0f}s; validation PSNR {v['psnr']:.2f} dB"
                      f"{extra} vs identity (input frame) {v['identity_psnr']:.2f} dB{ident} ({gain:+.2f} dB)")
+    if res.it_per_s:
+        lines.append(f"throughput: {res.it_per_s:.2f} it/s, {res.samples_per_s:.1f} samples/s "
+                     f"(training steps only)")
     ckpt = res.best or res.checkpoint or (res.out / "checkpoints" / BEST)
     lines.append(f"checkpoint: {ckpt}" + (f" (latest: {res.checkpoint})" if res.checkpoint else ""))
     lines.append(f"logs:       {res.out / 'log.jsonl'}")
