@@ -84,7 +84,7 @@ def _summary(res, cfg: TrainConfig) -> str:
     ckpt = res.best or res.checkpoint or (res.out / "checkpoints" / BEST)
     lines.append(f"checkpoint: {ckpt}" + (f" (latest: {res.checkpoint})" if res.checkpoint else ""))
     lines.append(f"logs:       {res.out / 'log.jsonl'}")
-    lines.append(f"samples:    {res.out / 'samples'} ([input | output | GT] per validation frame)")
+    lines.append(f"samples:    {res.out / 'samples'} ([input | output | GT] per validation frame, enlarged, with PSNR)")
     if res.frames is not None:
         clip = sorted((res.frames / "input").iterdir())[-1]
     else:
