@@ -104,6 +104,9 @@ class TrainSection:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    # Adam's fused kernel (one kernel for all parameters). Opt-in: never measured on a GPU here, and
+    # no faster on 2 CPU cores at the default run's size.
+    fused_adam: bool = False
     ema_decay: float | None = None  # EMA of the weights (validated and deployed); None: no EMA
 
 

@@ -45,6 +45,8 @@ class RunResult:
     interrupted: bool = False
     wall_s: float = 0.0
     frames: Path | None = None
+    it_per_s: float = 0.0  # training steps only (validation and checkpoints excluded)
+    samples_per_s: float = 0.0  # clips per second over all processes
 
 
 def default_out(resume: str | None) -> Path:
@@ -122,6 +124,7 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.net = torch.compile(net) if cfg.train.compile else net
 
+        self.samples_per_it = cfg.loader.batch_size * info.world_size
         self.it = 0
         self.best_psnr = -math.inf
         self.dcn_scale = 1.0
@@ -131,6 +134,7 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         self.loss_sum = torch.zeros((), device=info.device)
         self.loss_n = 0
+        self.step_time, self.step_iters = 0.0, 0  # time spent in training steps, for the throughput line
         self.trace = None
         if cfg.log.trace_samples:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -284,13 +288,19 @@ class Trainer:
         self.loss_n = 0
         if self._guard_offsets(mean):
             return True
-        rate = (self.it - it_last) / max(time.monotonic() - t_last, 1e-9)
+        # The loss was read above, so every step of the interval has finished on the device.
+        elapsed = max(time.monotonic() - t_last, 1e-9)
+        self.step_time += elapsed
+        self.step_iters += self.it - it_last
+        rate = (self.it - it_last) / elapsed
         lr = self.schedule.lr(self.it - 1)
-        rec = {"loss": loss, "lr": lr, "offset_mean": mean, "offset_max": mx, "it_per_s": rate}
+        rec = {"loss": loss, "lr": lr, "offset_mean": mean, "offset_max": mx, "it_per_s": rate,
+               "samples_per_s": rate * self.samples_per_it}
         self.log.event("train", iteration=self.it, **rec)
         self.log.scalars(self.it, "train", rec)
         if self.log.bar is not None:
-            self.log.bar.set_postfix(loss=f"{loss:.4g}", offset=f"{mean:.2f}")
+            self.log.bar.set_postfix(loss=f"{loss:.4g}", offset=f"{mean:.2f}",
+                                     samples_s=f"{rate * self.samples_per_it:.3g}")
         return False
 
     def validate(self) -> dict[str, float]:
@@ -328,6 +338,8 @@ class Trainer:
         self.log.say(f"edvr_fast.train: {info.world_size} process(es) on {info.device}, DCN kernel {backend()}, "
                      f"{self.batches.kind} loader, data {self.src.pack}, output {self.out}")
         self.log.say(describe_clips(self.src))
+        self.log.event("step", **self.step_setup())
+        self.log.say("step: " + ", ".join(f"{k} {v}" for k, v in self.step_setup().items()))
         if self.log.tb_notice:
             self.log.say(self.log.tb_notice)
         self.stop.install()
@@ -349,18 +361,20 @@ class Trainer:
                 if self.log.bar is not None:
                     self.log.bar.update(1)
                 last = self.it == cfg.train.iters
-                if self.it % cfg.log.every == 0 or last:
-                    if self._log(t_last, it_last):
-                        stream = iter(self.batches)  # the data position was rolled back too
-                        if self.log.bar is not None:
-                            self.log.bar.reset(total=cfg.train.iters)
-                            self.log.bar.update(self.it)
-                        continue
+                logged = self.it % cfg.log.every == 0 or last
+                if logged and self._log(t_last, it_last):
+                    stream = iter(self.batches)  # the data position was rolled back too
+                    if self.log.bar is not None:
+                        self.log.bar.reset(total=cfg.train.iters)
+                        self.log.bar.update(self.it)
                     t_last, it_last = time.monotonic(), self.it
+                    continue
                 if self.val_ds is not None and ((cfg.val.every and self.it % cfg.val.every == 0) or last):
                     self.validate()
                 if self.it % cfg.checkpoint.every == 0 or last:
                     self.save()
+                if logged:  # the next interval times steps only, not this validation or checkpoint
+                    t_last, it_last = time.monotonic(), self.it
                 if not last and self._stop_requested():
                     interrupted = True
                     self.save()
@@ -372,8 +386,28 @@ class Trainer:
             self.batches.close()
             if self.trace is not None:
                 self.trace.close()
-            self.log.event("end", iteration=self.it, interrupted=interrupted, wall_s=time.monotonic() - t0)
+            it_s, samples_s = self.throughput()
+            if self.step_iters:
+                self.log.say(f"throughput: {it_s:.2f} it/s, {samples_s:.1f} samples/s (batch "
+                             f"{cfg.loader.batch_size} x {info.world_size} process(es); training steps only)")
+            self.log.event("end", iteration=self.it, interrupted=interrupted, wall_s=time.monotonic() - t0,
+                           it_per_s=it_s, samples_per_s=samples_s)
             self.log.close()
         best = self.ckpt_dir / ckpt.BEST
         return RunResult(self.out, self.it, self.last_ckpt, best if best.exists() else None, self.last_val,
-                         interrupted, time.monotonic() - t0, self.src.frames)
+                         interrupted, time.monotonic() - t0, self.src.frames, it_s, samples_s)
+
+    def throughput(self) -> tuple[float, float]:
+        """(iterations/s, samples/s) over the training steps so far (validation, checkpoints excluded)."""
+        if not self.step_iters:
+            return 0.0, 0.0
+        rate = self.step_iters / self.step_time
+        return rate, rate * self.samples_per_it
+
+    def step_setup(self) -> dict[str, Any]:
+        """What the training step runs: precision, memory format, compilation, optimiser kernel, EMA."""
+        t = self.cfg.train
+        return {"precision": "bf16 autocast" if t.bf16 else "fp32",
+                "channels_last": t.channels_last, "compile": t.compile,
+                "adam": "fused" if t.fused_adam else ("foreach" if self.info.device.type == "cuda" else "for-loop"),
+                "ema": t.ema_decay, "cpu_threads": torch.get_num_threads()}

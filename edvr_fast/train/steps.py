@@ -27,7 +27,8 @@ def build_optimizer(model: EDVR, cfg: TrainConfig) -> torch.optim.Adam:
         {"params": model.non_dcn_parameters(), "name": "main", "lr_mult": 1.0},
         {"params": model.dcn_parameters(), "name": "dcn", "lr_mult": o.dcn_lr_mult},
     ]
-    return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    fused = True if cfg.train.fused_adam else None  # None: PyTorch's choice (foreach on CUDA, loop on CPU)
+    return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, fused=fused)
 
 
 def set_learning_rates(opt: torch.optim.Optimizer, lr: float, dcn_scale: float) -> None:

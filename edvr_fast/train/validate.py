@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +15,7 @@ from edvr_fast.data.dataset import ClipDataset
 from edvr_fast.metrics import psnr, ssim
 from edvr_fast.train import distributed
 from edvr_fast.train.distributed import DistInfo
+from edvr_fast.train.sheets import sample_sheet, write_png
 
 
 def identity(lq_center: Tensor, gt_hw: tuple[int, int]) -> Tensor:
@@ -33,7 +33,8 @@ def _to_bgr8(x: Tensor) -> np.ndarray:
 def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistInfo, *, crop_border: int,
              y_channel: bool, autocast: bool, center: int, samples_dir: Path | None = None,
              save_samples: int = 0) -> dict[str, float]:
-    """Mean PSNR / SSIM over this rank's `indices`, summed across ranks; saves [input | output | GT] images."""
+    """Mean PSNR / SSIM over this rank's `indices`, summed across ranks; saves labelled, enlarged
+    [input | output | GT] sheets with the PSNR of input and output (validation only: it reads values)."""
     was_training = model.training
     model.eval()
     dev = info.device
@@ -46,16 +47,20 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
             out = model(lq)
         out = out.float().clamp(0, 1)
         base = identity(lq[:, center], tuple(gt.shape[-2:]))
-        sums[0] += psnr(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
+        p_out = psnr(out, gt, crop_border=crop_border, y_channel=y_channel)
+        p_in = psnr(base, gt, crop_border=crop_border, y_channel=y_channel)
+        sums[0] += p_out.sum()
         sums[1] += ssim(out, gt, crop_border=crop_border, y_channel=y_channel).sum()
-        sums[2] += psnr(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
+        sums[2] += p_in.sum()
         sums[3] += ssim(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[4] += 1
         if samples_dir is not None and saved < save_samples:
             samples_dir.mkdir(parents=True, exist_ok=True)
             name = item["key"].replace("/", "_")
-            row = np.concatenate([_to_bgr8(base[0]), _to_bgr8(out[0]), _to_bgr8(gt[0])], axis=1)
-            cv2.imwrite(str(samples_dir / f"{name}.png"), np.ascontiguousarray(row))
+            what = "input" if lq.shape[-2:] == gt.shape[-2:] else "input, bicubic"
+            labels = [f"{what} {float(p_in[0]):.2f} dB", f"output {float(p_out[0]):.2f} dB", "GT"]
+            sheet = sample_sheet([_to_bgr8(base[0]), _to_bgr8(out[0]), _to_bgr8(gt[0])], labels)
+            write_png(samples_dir / f"{name}.png", sheet)
             saved += 1
     distributed.all_reduce(sums, info)
     if was_training:
