@@ -71,12 +71,16 @@ class EDVR(nn.Module):
         return self.feature_extraction(feat)
 
     def _check_input(self, x: Tensor) -> None:
+        self.check_input_shape(tuple(x.shape))
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Raises InputError unless `forward` accepts an input of this shape ([B, T, 3, H, W])."""
         p = self.params
-        if x.dim() != 5 or x.shape[1] != p.num_frame or x.shape[2] != 3:
+        if len(shape) != 5 or shape[1] != p.num_frame or shape[2] != 3:
             raise InputError(f"EDVR input must be [B, {p.num_frame}, 3, H, W] (num_frame={p.num_frame}, "
-                             f"RGB), got shape {tuple(x.shape)}")
+                             f"RGB), got shape {tuple(shape)}")
         if p.pad_mode == "reflect":
-            h, w = x.shape[-2:]
+            h, w = shape[-2:]
             ph, pw = (-h) % p.pad_multiple, (-w) % p.pad_multiple
             if ph >= h or pw >= w:
                 raise InputError(f"frames of {h}x{w} are too small for reflect padding to a multiple of "
