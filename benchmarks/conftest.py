@@ -26,15 +26,25 @@ def _sync(device: str) -> None:
 
 def _measure(benchmark, fn, *, group: str, impl: str, device: str = "cpu", inner: int = 1, rounds: int = 5,
             warmup: int = 1, **info) -> None:
-    """Time `fn` (inner calls per round, one device sync per round) and record it for the ratio table."""
+    """Time `fn` (inner calls per round, one device sync per round) and record it for the ratio table.
 
-    def run():
-        for _ in range(inner):
-            fn()
+    Both tables report the time of one call of `fn` (one batch, one step, one frame: the unit every case
+    of a group must share): pytest-benchmark divides a round by its `inner` iterations, and so does ours.
+    """
+    calls = [0]
+
+    def one():  # one call per iteration; the device sync closes each round of `inner` calls
+        fn()
+        calls[0] += 1
+        if calls[0] % inner == 0:
+            _sync(device)
+
+    if getattr(benchmark, "disabled", False):  # --benchmark-disable (CI's smoke pass): one call, no timing
+        fn()
         _sync(device)
-
-    for _ in range(warmup):  # first calls: kernel loading, cuBLAS/cuDNN handles, autotuning
-        run()
+        return None
+    for _ in range(warmup * inner):  # first calls: kernel loading, cuBLAS/cuDNN handles, autotuning
+        one()
     benchmark.group = group
     benchmark.extra_info.update(dict(impl=impl, inner=inner, device=device, **info))
     if device == "cuda":
@@ -42,12 +52,14 @@ def _measure(benchmark, fn, *, group: str, impl: str, device: str = "cpu", inner
         benchmark.extra_info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
         benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
     t0 = time.perf_counter()
-    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(one, rounds=rounds, iterations=inner, warmup_rounds=0)
+    _sync(device)
     stats = getattr(benchmark, "stats", None)
     if stats is None or getattr(stats, "stats", None) is None:  # --benchmark-disable: ran once, no timing
         return
-    median_ms = stats.stats.median / inner * 1e3
+    median_ms = stats.stats.median * 1e3  # already per call: pytest-benchmark divided by `inner`
     _RESULTS[group][impl] = dict(median_ms=median_ms, wall_s=time.perf_counter() - t0, **benchmark.extra_info)
+    return median_ms
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -64,7 +76,10 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("edvr_fast benchmark ratios (baseline time / our time; > 1 means ours is faster)")
     for r in rows:
         ratio = f"{r['baseline_over_ours']:.2f}x" if r["baseline_over_ours"] is not None else "-"
-        tr.write_line(f"{r['group']:<48} {r['impl']:<22} {r['median_ms']:10.4f} ms   {ratio}")
+        # Optional columns: a rate for cases that say their unit (frame, step), peak GPU memory if measured.
+        rate = f"{1e3 / r['median_ms']:9.2f} {r['unit']}s/s" if r.get("unit") else ""
+        peak = f"  peak {r['peak_gib']:.2f} GiB" if r.get("peak_gib") is not None else ""
+        tr.write_line(f"{r['group']:<48} {r['impl']:<22} {r['median_ms']:10.4f} ms   {ratio:>7}{rate}{peak}")
     path = os.environ.get("EDVR_FAST_BENCH_SUMMARY")
     if path:
         with open(path, "w") as f:
@@ -73,10 +88,11 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def measure(benchmark):
-    """measure(fn, group=, impl=, device=, inner=, rounds=, **info): time fn and record it for the ratios."""
+    """measure(fn, group=, impl=, device=, inner=, rounds=, **info): time fn and record it for the ratios;
+    returns the median ms of one call (None under --benchmark-disable)."""
 
     def call(fn, **kwargs):
-        _measure(benchmark, fn, **kwargs)
+        return _measure(benchmark, fn, **kwargs)
 
     return call
 

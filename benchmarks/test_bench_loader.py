@@ -111,7 +111,7 @@ def test_loader_throughput(measure, bench_packs: dict[str, Path], storage: str, 
         batches = _endless_fused(loader)
     else:
         batches = _endless_reference(path)
-    # `inner` batches per round; the ratio table's median is per batch: clips/s = 16000 / median_ms.
+    # `inner` batches per round; both tables report one batch (the conftest divides by inner): clips/s = 16000 / ms.
     measure(lambda: _consume(batches, 1), group=group, impl=impl, inner=inner, rounds=3, **info)
     batches.close()
     if impl == "ours":

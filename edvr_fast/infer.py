@@ -79,8 +79,43 @@ def _degraded_input(args: argparse.Namespace) -> tuple[list, bool]:
     return find_clips(args.gt)
 
 
+class StageClock:
+    """Wall time per stage of inference (decode, model, encode, score); `timed` wraps an iterator.
+
+    On CUDA the model stage ends with a device sync, so its time is the GPU's, not the encoder's.
+    """
+
+    def __init__(self, device: str):
+        self.seconds: dict[str, float] = {"decode": 0.0, "model": 0.0, "encode": 0.0, "score": 0.0}
+        self.sync = torch.device(device).type == "cuda"
+
+    def timed(self, stage: str, items, minus: str | None = None):
+        """Yields from `items`, adding the time of each next() to `stage` (less what `minus` gained meanwhile)."""
+        it = iter(items)
+        while True:
+            t0, before = time.perf_counter(), self.seconds[minus] if minus else 0.0
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            if self.sync and stage == "model":
+                torch.cuda.synchronize()
+            self.seconds[stage] += time.perf_counter() - t0 - ((self.seconds[minus] - before) if minus else 0.0)
+            yield item
+
+    def add(self, stage: str, t0: float) -> None:
+        self.seconds[stage] += time.perf_counter() - t0
+
+
+def summary(frames: int, clips: int, seconds: float, device: str, split: dict[str, float], output: str) -> str:
+    """The last line of `infer`: frames/s and where the time went."""
+    parts = ", ".join(f"{k} {v:.1f}s" for k, v in split.items() if k != "score" or v > 0)
+    return (f"restored {frames} frames in {clips} clips in {seconds:.1f}s ({frames / max(seconds, 1e-9):.2f} "
+            f"frames/s on {device}; {parts}) into {output}")
+
+
 def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
-    """Restore every clip; returns (clips, frames, seconds, scores or None)."""
+    """Restore every clip; returns (clips, frames, seconds, scores or None); `args.clock` gets the split."""
     if args.degrade is not None:
         jobs, single = _degraded_input(args)
     elif args.input is None:
@@ -108,32 +143,44 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
     total = sum(j.num_frames for j in jobs)
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, dynamic_ncols=True)
     t0 = time.monotonic()
+    clock = args.clock = StageClock(args.device)
     done = 0
     for job in jobs:
         bar.set_description(job.name)
         sink = open_sink(output_path(job, out_root, single), job, args.fps)
-        gt_frames = iter(read_clip_frames(gts[job.name])) if gts else None
+        gt_frames = clock.timed("decode", read_clip_frames(gts[job.name])) if gts else None
         frames = job.frames()
         if args.degrade is not None:  # GT cropped bottom/right to a multiple of the scale, LQ made from it
             frames = (degrade(modcrop(f, args.scale), args.degrade, args.scale) for f in frames)
             gt_frames = (modcrop(g, args.scale) for g in gt_frames)
+        frames = clock.timed("decode", frames)  # the degradation counts as decoding: it makes the input
+        restored = clock.timed("model", restorer.restore(frames, job.num_frames, job.name), minus="decode")
         try:
-            for i, img in enumerate(restorer.restore(frames, job.num_frames, job.name)):
+            for i, img in enumerate(restored):
                 if board is not None:
                     g = next(gt_frames, None)
                     if g is None:
                         raise InputError(f"GT clip has fewer than {job.num_frames} frames", gts[job.name])
                     # Scored after rounding to 8 bits: the numbers describe the files written.
+                    t = time.perf_counter()
                     frame = tensor_to_frame(img)
+                    clock.add("encode", t)
+                    t = time.perf_counter()
                     board.add(job.name, job.frame_names[i], frame_to_tensor(frame, img.device),
                               frame_to_tensor(g, img.device))
+                    clock.add("score", t)
+                    t = time.perf_counter()
                     sink.write(frame)
                 else:
+                    t = time.perf_counter()
                     sink.write(tensor_to_frame(img))
+                clock.add("encode", t)
                 done += 1
                 bar.update(1)
         finally:
+            t = time.perf_counter()
             sink.close()
+            clock.add("encode", t)
     bar.close()
     return len(jobs), done, time.monotonic() - t0, board
 
@@ -151,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if board is not None:
         o = board.overall()
         extra = f"; PSNR {o['psnr']:.3f} dB, SSIM {o['ssim']:.4f} ({board.settings()})"
-    print(f"restored {frames} frames in {clips} clips in {seconds:.1f}s ({frames / max(seconds, 1e-9):.2f} frames/s "
-          f"on {args.device}) into {args.output}{extra}")
+    print(summary(frames, clips, seconds, args.device, args.clock.seconds, args.output) + extra)
     return 0
 
 

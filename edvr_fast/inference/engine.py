@@ -1,5 +1,8 @@
 """The streaming clip restorer: frames in order -> temporal windows (clip ends by the sampler's boundary
 policies) -> batched, optionally tiled / ensembled / bf16 forward -> restored frames in order.
+
+Each frame's features (EDVR's per-frame part) are computed once and kept while a window still needs them;
+only alignment, fusion and reconstruction run per output frame.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from torch import Tensor
 
 from edvr_fast.data.sampler import BOUNDARIES, window_indices
 from edvr_fast.errors import DatasetError, InputError
-from edvr_fast.inference.ensemble import ensemble_forward
-from edvr_fast.inference.tiling import TilePlan, default_overlap, forward_tiled
+from edvr_fast.inference.ensemble import TRANSFORMS, apply_transform, ensemble_forward, ensemble_mean
+from edvr_fast.inference.tiling import TilePlan, blend_tiles, default_overlap, forward_tiled
 from edvr_fast.models import EDVR
 
 
@@ -30,6 +33,8 @@ class RestoreOptions:
     bf16: bool = False  # bfloat16 autocast
     boundary: str = "reflection"  # clip-end policy of edvr_fast.data.sampler.window_indices
     interval: int = 1  # frame step inside a window
+    frame_cache: bool = True  # per-frame features once per frame; False: the whole forward per window
+    channels_last: bool = False  # NHWC activations and weights
 
     def validate(self) -> None:
         if self.batch < 1:
@@ -67,6 +72,8 @@ class Restorer:
         self.options.validate()
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if self.options.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.params = model.params
         self._plans: dict[tuple[int, int], TilePlan] = {}
         o = self.options
@@ -74,23 +81,80 @@ class Restorer:
             default_overlap(self.params, o.tile) if o.tile_overlap is None else o.tile_overlap
         )
 
-    def _run(self, x: Tensor) -> Tensor:
-        o = self.options
-        if o.tile is None:
-            return self.model(x)
-        key = (int(x.shape[-2]), int(x.shape[-1]))
+    def _plan(self, h: int, w: int) -> TilePlan:
+        key = (h, w)
         if key not in self._plans:
-            self._plans[key] = TilePlan.make(self.params, key[0], key[1], o.tile, self.overlap)
-        return forward_tiled(self.model, x, self._plans[key])
+            self._plans[key] = TilePlan.make(self.params, h, w, self.options.tile, self.overlap)
+        return self._plans[key]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, T, 3, H, W] -> [B, 3, H*s, W*s] float32 clamped to [0, 1], with tiling/ensemble/bf16 applied."""
+    def _layout(self, x: Tensor) -> Tensor:
+        if self.options.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _run(self, x: Tensor) -> Tensor:
+        if self.options.tile is None:
+            return self.model(x)
+        return forward_tiled(self.model, x, self._plan(int(x.shape[-2]), int(x.shape[-1])))
+
+    def _context(self):
         o = self.options
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if o.bf16 else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast)
+        return stack
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, T, 3, H, W] -> [B, 3, H*s, W*s] float32 clamped to [0, 1], with tiling/ensemble/bf16 applied.
+
+        The whole model per window (no frame cache): what `restore` does with frame_cache=False.
+        """
+        o = self.options
+        with self._context():
             out = ensemble_forward(self._run, x) if o.ensemble else self._run(x)
+            return out.float().clamp_(0, 1)
+
+    def forward_cached(self, frames: dict[int, Tensor], windows: list[list[int]],
+                       store: dict[tuple, dict[int, list[Tensor]]]) -> Tensor:
+        """The windows `windows` (frame indices into `frames`, each [3, H, W]) -> [B, 3, H*s, W*s] as `forward`.
+
+        `store` keeps, per view (ensemble transform, tile) and frame, the padded frame and its feature
+        pyramid; frames missing there are computed in one batched call, the rest reused. Equal to
+        `forward` on the stacked windows up to float rounding.
+        """
+        o, model, p = self.options, self.model, self.params
+        needed = sorted({j for win in windows for j in win})
+        h, w = frames[needed[0]].shape[-2:]
+        transforms = TRANSFORMS if o.ensemble else ((False, False, False),)
+
+        def run_view(t: tuple[bool, bool, bool]) -> Tensor:
+            vh, vw = (w, h) if t[2] else (h, w)
+
+            def run_tile(row: tuple[int, int], col: tuple[int, int]) -> Tensor:
+                size = (row[1] - row[0], col[1] - col[0])
+                model.check_input_shape((len(windows), p.num_frame, 3, *size))
+                have = store.setdefault((t, row, col), {})
+                new = [j for j in needed if j not in have]
+                if new:
+                    x = apply_transform(torch.stack([frames[j] for j in new]), *t)
+                    x = self._layout(x[..., row[0] : row[1], col[0] : col[1]].contiguous())
+                    padded = model.pad_frames(x)
+                    pyramid = model.frame_features(padded)
+                    for k, j in enumerate(new):
+                        have[j] = [padded[k], *(level[k] for level in pyramid)]
+                feats = [self._layout(torch.stack([have[j][i] for win in windows for j in win])) for i in (1, 2, 3)]
+                centre = torch.stack([have[win[p.center]][0] for win in windows])
+                return model.window_forward(feats, centre, size)
+
+            if o.tile is None:
+                return run_tile((0, vh), (0, vw))
+            return blend_tiles(self._plan(vh, vw), run_tile, len(windows), frames[needed[0]].device)
+
+        with self._context():
+            out = ensemble_mean(run_view) if o.ensemble else run_view(transforms[0])
             return out.float().clamp_(0, 1)
 
     def windows(self, num_frames: int) -> list[list[int]]:
@@ -100,11 +164,12 @@ class Restorer:
             window_indices(c, num_frames, self.params.num_frame, o.interval, o.boundary) for c in range(num_frames)
         ]
 
-    def restore(self, frames: Iterable[np.ndarray], num_frames: int, name: str = "clip") -> Iterator[Tensor]:
+    def restore(self, frames: Iterable[np.ndarray | Tensor], num_frames: int, name: str = "clip") -> Iterator[Tensor]:
         """Restored frames ([3, H*s, W*s] float on the device, in [0, 1]) in order, one per input frame.
 
-        `frames` yields uint8 HWC frames in order (as `read_clip_frames` does); `num_frames` is needed up
-        front because the last windows look past the end. Every frame must have the first frame's size.
+        `frames` yields uint8 HWC frames in order (as `read_clip_frames` does), or frames already as float
+        [3, H, W] RGB tensors; `num_frames` is needed up front because the last windows look past the end.
+        Every frame must have the first frame's size.
         """
         if num_frames < 1:
             raise DatasetError("clip has no frames", name)
@@ -114,6 +179,7 @@ class Restorer:
             for j in win:
                 last_use[j] = max(last_use[j], c)
         cache: dict[int, Tensor] = {}
+        features: dict[tuple, dict[int, list[Tensor]]] = {}
         source = iter(frames)
         read = 0
         shape = None
@@ -127,17 +193,24 @@ class Restorer:
                     raise DatasetError(
                         f"clip ended after {read} frames, expected {num_frames}", name, "the file may be truncated"
                     ) from None
-                shape = shape or frame.shape
-                if frame.shape != shape:
+                # A tensor frame is already decoded and uploaded ([3, H, W] float RGB in [0, 1]).
+                on_device = isinstance(frame, Tensor)
+                size = tuple(frame.shape[-2:]) if on_device else tuple(frame.shape[:2])
+                shape = shape or size
+                if size != shape:
                     raise DatasetError(
-                        f"frame {read} is {frame.shape[1]}x{frame.shape[0]}, the clip's first frame is "
+                        f"frame {read} is {size[1]}x{size[0]}, the clip's first frame is "
                         f"{shape[1]}x{shape[0]}", name, "every frame of a clip must have the same size",
                     )
-                cache[read] = frame_to_tensor(frame, self.device)
+                cache[read] = frame.to(self.device) if on_device else frame_to_tensor(frame, self.device)
                 read += 1
-            x = torch.stack([torch.stack([cache[j] for j in windows[c]]) for c in centres])
-            out = self.forward(x)
+            if self.options.frame_cache:
+                out = self.forward_cached(cache, [windows[c] for c in centres], features)
+            else:
+                out = self.forward(torch.stack([torch.stack([cache[j] for j in windows[c]]) for c in centres]))
             # Frames no later window uses are dropped, so a long video needs memory for a few frames only.
             for j in [j for j in cache if last_use[j] <= centres[-1]]:
                 del cache[j]
+                for view in features.values():
+                    view.pop(j, None)
             yield from out.unbind(0)

@@ -13,7 +13,7 @@ from torch import Tensor
 TRANSFORMS: tuple[tuple[bool, bool, bool], ...] = tuple(product((False, True), repeat=3))
 
 
-def _apply(x: Tensor, hflip: bool, vflip: bool, transpose: bool) -> Tensor:
+def apply_transform(x: Tensor, hflip: bool, vflip: bool, transpose: bool) -> Tensor:
     if hflip:
         x = x.flip(-1)
     if vflip:
@@ -34,13 +34,18 @@ def _undo(y: Tensor, hflip: bool, vflip: bool, transpose: bool) -> Tensor:
     return y
 
 
+def ensemble_mean(run: Callable[[tuple[bool, bool, bool]], Tensor]) -> Tensor:
+    """Mean over the 8 symmetries g of g^-1(run(g)), where run(g) is the model's output on g(input); float32."""
+    total = None
+    for t in TRANSFORMS:
+        y = _undo(run(t), *t).float()
+        total = y if total is None else total + y
+    return total / len(TRANSFORMS)
+
+
 def ensemble_forward(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Mean over the 8 symmetries g of g^-1(run(g(x))) for x [..., H, W]; `run` must accept either size.
 
     Transposed inputs are made contiguous so convolutions see a normal memory layout.
     """
-    total = None
-    for t in TRANSFORMS:
-        y = _undo(run(_apply(x, *t).contiguous()), *t).float()
-        total = y if total is None else total + y
-    return (total / len(TRANSFORMS)).to(x.dtype)
+    return ensemble_mean(lambda t: run(apply_transform(x, *t).contiguous())).to(x.dtype)

@@ -14,6 +14,7 @@ but the seams are blended instead of cut.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -116,21 +117,29 @@ class TilePlan:
         return wy[:, None] * wx[None, :]
 
 
-def forward_tiled(model: torch.nn.Module, x: Tensor, plan: TilePlan) -> Tensor:
-    """Run `model` on [B, T, 3, H, W] tile by tile and blend: [B, 3, H*s, W*s] in x's dtype."""
-    b, _, _, h, w = x.shape
-    s = plan.scale
-    if (h, w) != (plan.height, plan.width):
-        raise InputError(f"tile plan is for {plan.height}x{plan.width} frames, got {h}x{w}")
+def blend_tiles(plan: TilePlan, run_tile: Callable[[tuple[int, int], tuple[int, int]], Tensor], batch: int,
+                device: torch.device) -> Tensor:
+    """Blend `run_tile(row, col)` ([batch, 3, rows * s, cols * s], the model's output on that tile of the
+    input) over every tile of `plan`: [batch, 3, H*s, W*s] float32 (the one tile's output when untiled)."""
     if len(plan) == 1:
-        return model(x)
-    acc = torch.zeros(b, 3, h * s, w * s, dtype=torch.float32, device=x.device)
-    total = torch.zeros(h * s, w * s, dtype=torch.float32, device=x.device)
+        return run_tile(plan.rows[0], plan.cols[0])
+    s, h, w = plan.scale, plan.height, plan.width
+    acc = torch.zeros(batch, 3, h * s, w * s, dtype=torch.float32, device=device)
+    total = torch.zeros(h * s, w * s, dtype=torch.float32, device=device)
     for row in plan.rows:
         for col in plan.cols:
-            out = model(x[..., row[0] : row[1], col[0] : col[1]])
-            wt = plan.weight(row, col).to(device=x.device, dtype=torch.float32)
+            out = run_tile(row, col)
+            wt = plan.weight(row, col).to(device=device, dtype=torch.float32)
             ys, xs = slice(row[0] * s, row[1] * s), slice(col[0] * s, col[1] * s)
             acc[..., ys, xs] += out.float() * wt
             total[ys, xs] += wt
-    return (acc / total).to(x.dtype)
+    return acc / total
+
+
+def forward_tiled(model: torch.nn.Module, x: Tensor, plan: TilePlan) -> Tensor:
+    """Run `model` on [B, T, 3, H, W] tile by tile and blend: [B, 3, H*s, W*s] in x's dtype."""
+    h, w = x.shape[-2:]
+    if (h, w) != (plan.height, plan.width):
+        raise InputError(f"tile plan is for {plan.height}x{plan.width} frames, got {h}x{w}")
+    out = blend_tiles(plan, lambda row, col: model(x[..., row[0] : row[1], col[0] : col[1]]), x.shape[0], x.device)
+    return out.to(x.dtype)

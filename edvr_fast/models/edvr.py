@@ -71,41 +71,60 @@ class EDVR(nn.Module):
         return self.feature_extraction(feat)
 
     def _check_input(self, x: Tensor) -> None:
+        self.check_input_shape(tuple(x.shape))
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Raises InputError unless `forward` accepts an input of this shape ([B, T, 3, H, W])."""
         p = self.params
-        if x.dim() != 5 or x.shape[1] != p.num_frame or x.shape[2] != 3:
+        if len(shape) != 5 or shape[1] != p.num_frame or shape[2] != 3:
             raise InputError(f"EDVR input must be [B, {p.num_frame}, 3, H, W] (num_frame={p.num_frame}, "
-                             f"RGB), got shape {tuple(x.shape)}")
+                             f"RGB), got shape {tuple(shape)}")
         if p.pad_mode == "reflect":
-            h, w = x.shape[-2:]
+            h, w = shape[-2:]
             ph, pw = (-h) % p.pad_multiple, (-w) % p.pad_multiple
             if ph >= h or pw >= w:
                 raise InputError(f"frames of {h}x{w} are too small for reflect padding to a multiple of "
                                  f"{p.pad_multiple}; use pad_mode='replicate'")
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+    def pad_frames(self, frames: Tensor) -> Tensor:
+        """[N, 3, h, w] -> [N, 3, H, W] padded (params.pad_mode) up to multiples of params.pad_multiple."""
         p = self.params
-        b, t, c, h, w = x.shape
+        h, w = frames.shape[-2:]
         ph, pw = (-h) % p.pad_multiple, (-w) % p.pad_multiple
-        frames = x.reshape(b * t, c, h, w)
-        if ph or pw:
-            frames = F.pad(frames, (0, pw, 0, ph), mode=p.pad_mode)
-        hp, wp = h + ph, w + pw
-        center = frames.reshape(b, t, c, hp, wp)[:, p.center]
+        return F.pad(frames, (0, pw, 0, ph), mode=p.pad_mode) if ph or pw else frames
 
+    def frame_features(self, frames: Tensor) -> list[Tensor]:
+        """Per-frame part: padded frames [N, 3, H, W] (from `pad_frames`) -> feature pyramid [L1, L2, L3].
+
+        Nothing here depends on the window a frame is in, so a restorer computes it once per frame.
+        """
         l1 = self._features_l1(frames)
         l2 = lrelu(self.conv_l2_2(lrelu(self.conv_l2_1(l1))))
         l3 = lrelu(self.conv_l3_2(lrelu(self.conv_l3_1(l2))))
+        return [l1, l2, l3]
 
+    def window_forward(self, feats: list[Tensor], center: Tensor, size: tuple[int, int]) -> Tensor:
+        """Per-window part: alignment, fusion, reconstruction, upsampling and the global residual.
+
+        feats: [L1, L2, L3] of `frame_features`, each [B * T, C, h, w] in window order (frame t of
+        window b at b * T + t); center: the padded reference frames [B, 3, H, W]; size: the unpadded
+        (h, w) the output is cropped to. Returns [B, 3, h * scale, w * scale].
+        """
+        p = self.params
+        t = p.num_frame
+        n = feats[0].shape[0]
+        if n % t or center.shape[0] * t != n:
+            raise InputError(f"window_forward needs {t} frames per window: {n} feature maps for "
+                             f"{center.shape[0]} reference frames")
+        b = n // t
         # Batched PCD: every frame (the reference included) is aligned in one call per level,
         # against the reference repeated T times.
-        nbr, ref = [], []
-        for feat in (l1, l2, l3):
-            n, cf, fh, fw = feat.shape
-            nbr.append(feat)
+        ref = []
+        for feat in feats:
+            _, cf, fh, fw = feat.shape
             ref_feat = feat.reshape(b, t, cf, fh, fw)[:, p.center]
             ref.append(ref_feat.unsqueeze(1).expand(b, t, cf, fh, fw).reshape(n, cf, fh, fw))
-        aligned = self.pcd(nbr, ref)
+        aligned = self.pcd(list(feats), ref)
         _, cf, fh, fw = aligned.shape
         if p.with_tsa:
             feat = self.fusion(aligned.reshape(b, t, cf, fh, fw))
@@ -121,9 +140,19 @@ class EDVR(nn.Module):
         else:
             base = F.interpolate(center, scale_factor=p.scale, mode="bilinear", align_corners=False)
         out = out + base
-        if ph or pw:
+        h, w = size
+        if (h, w) != tuple(center.shape[-2:]):
             out = out[..., : h * p.scale, : w * p.scale]
         return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The whole model: `window_forward(frame_features(pad_frames(frames)), ...)` of every window."""
+        self._check_input(x)
+        p = self.params
+        b, t, c, h, w = x.shape
+        frames = self.pad_frames(x.reshape(b * t, c, h, w))
+        center = frames.reshape(b, t, c, *frames.shape[-2:])[:, p.center]
+        return self.window_forward(self.frame_features(frames), center, (h, w))
 
     # ------------------------------------------------------------------------------ training helpers
     def dcn_modules(self) -> dict[str, AlignDCN]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,7 @@ def test_pack_train_infer_evaluate(trained, tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0
     assert "restored 10 frames in 2 clips" in text and "frames/s" in text
+    assert re.search(r"frames/s on cpu; decode [\d.]+s, model [\d.]+s, encode [\d.]+s, score [\d.]+s\)", text)
     for c in range(2):
         names = [f.name for f in list_frames(out / f"clip{c}")[0]]
         assert names == [f"f_{i}.png" for i in range(5)]  # same names as the input frames, as PNG
