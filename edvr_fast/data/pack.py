@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from edvr_fast.data.meta import (
     ClipMeta,
     PackMeta,
     SourceInfo,
+    crc_key,
+    encode_crcs,
     frame_key,
     save_meta,
 )
@@ -179,17 +182,20 @@ def _write(
             batch: list = []
             batch_bytes = 0
             for ci, clip in enumerate(result.clips):
+                crcs: dict[str, list[int]] = {kind: [] for kind in KINDS}
                 for kind in KINDS:
                     side = clip.lq if kind == "lq" else clip.gt
                     for key, value, nbytes in _frames_of(
                         pool, ci, kind, side, storage, jpg_quality, 4 * workers
                     ):
+                        crcs[kind].append(zlib.crc32(value))  # FORMAT.md v2: checked by info --verify
                         batch.append((key, value))
                         batch_bytes += nbytes
                         bar.update(1)
                         if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_ITEMS:
                             _put_batch(env, batch)
                             batch, batch_bytes = [], 0
+                batch.append((crc_key(ci), encode_crcs(crcs["lq"], crcs["gt"])))
             batch.append((ID_KEY, pack_id.encode("ascii")))
             _put_batch(env, batch)
         env.sync(True)
@@ -199,6 +205,25 @@ def _write(
     if lock.exists():
         lock.unlink()  # readers open lock-free; the lock file only mattered while writing
     return pack_id
+
+
+def _read_back(folder: Path, meta: PackMeta) -> None:
+    """Re-read every frame just written and check it against its size and CRC-32 before the pack is
+    declared finished: a frame the disk or the LMDB lost or changed is caught now, not mid-training."""
+    from edvr_fast.data.verify import verify_env
+
+    env = lmdb.open(str(folder), subdir=True, readonly=True, lock=False, readahead=False)
+    try:
+        report = verify_env(env, meta, folder)
+    finally:
+        env.close()
+    if not report.ok:
+        first = (report.bad and str(report.bad[0])) or report.problems[0]
+        raise DatasetError(
+            f"the pack does not read back what was written ({len(report.bad)} bad frame(s), e.g. {first})",
+            folder,
+            "check the destination disk, then pack again",
+        )
 
 
 def pack(
@@ -270,6 +295,7 @@ def pack(
             skipped=dict(result.skipped),
             channel_order="BGR" if channels == 3 else "gray",
         )
+        _read_back(partial, meta)
         save_meta(meta, partial)  # written last: a folder without meta.json is never a finished pack
         if dst.exists():
             old = dst.with_name(dst.name + ".old")
