@@ -6,6 +6,7 @@ Owns parallel frame reading and checking, storage encoding, map growth, DST.part
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import shutil
@@ -38,7 +39,7 @@ from edvr_fast.data.meta import (
     save_meta,
 )
 from edvr_fast.data.scan import ClipSide, ScanResult, scan
-from edvr_fast.errors import DatasetError, EdvrError, InputError
+from edvr_fast.errors import DatasetError, EdvrError, InputError, is_out_of_space
 
 _BATCH_BYTES = 64 << 20  # commit a write transaction every ~64 MiB
 _BATCH_ITEMS = 512
@@ -149,6 +150,12 @@ def _put_batch(env: lmdb.Environment, batch: list[tuple[bytes, bytes | memoryvie
             return
         except lmdb.MapFullError:
             env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.Error as exc:
+            # LMDB reports a short write on a full disk as EIO; say what it is when the disk has no room left.
+            need = sum(len(v) for _, v in batch)
+            if shutil.disk_usage(env.path()).free < need + (1 << 20):
+                raise OSError(errno.ENOSPC, f"No space left on device (LMDB: {exc})") from exc
+            raise
 
 
 def _source(side: ClipSide) -> SourceInfo:
@@ -306,8 +313,15 @@ def pack(
             shutil.rmtree(old)
         else:
             os.rename(partial, dst)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if is_out_of_space(exc):
+            kept = "the previous pack there is untouched" if dst.exists() else "nothing was left behind"
+            raise DatasetError(
+                f"the disk is full: the pack did not fit ({partial.name} removed; {kept})",
+                dst,
+                "free disk space or choose a DST on a larger disk, then pack again",
+            ) from exc
         raise
     return meta
 
