@@ -8,9 +8,7 @@ namespace loader {
 std::string check_decode_task(const DecodeTask& task) {
   if (task.decode == nullptr) return "no decoder";
   if (task.crop.src_bytes <= 0) return "empty encoded frame";
-  CropTask geometry = task.crop;  // the decoded frame will have H*W*C bytes; check the rest now
-  geometry.src_bytes = static_cast<int64_t>(geometry.H) * geometry.W * geometry.C;
-  return check_task(geometry);
+  return check_geometry(task.crop);  // the decoded frame will have H*W*C bytes; check the rest now
 }
 
 std::string run_decode_task(const DecodeTask& task, OutType out, DecodedRegion* r) {

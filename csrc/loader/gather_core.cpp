@@ -54,12 +54,21 @@ std::string check_task(const CropTask& t) {
     return "frame buffer has " + std::to_string(t.src_bytes) + " bytes, expected " + std::to_string(t.H) + "x" +
            std::to_string(t.W) + "x" + std::to_string(t.C) + " = " + std::to_string(need);
   }
-  if (t.h <= 0 || t.w <= 0 || t.top < 0 || t.left < 0 || t.top + t.h > t.H || t.left + t.w > t.W) {
+  // int64 sums: top + h of two large ints must not overflow (UB) into a value that passes the check.
+  if (t.h <= 0 || t.w <= 0 || t.top < 0 || t.left < 0 || int64_t{t.top} + t.h > t.H ||
+      int64_t{t.left} + t.w > t.W) {
     return "crop top=" + std::to_string(t.top) + " left=" + std::to_string(t.left) + " " + std::to_string(t.h) +
            "x" + std::to_string(t.w) + " is outside the " + std::to_string(t.H) + "x" + std::to_string(t.W) +
            " frame";
   }
   return {};
+}
+
+std::string check_geometry(const CropTask& t) {
+  CropTask g = t;
+  // H*W*C only once C and the sides are known sane (else check_task says why before it multiplies).
+  if ((g.C == 1 || g.C == 3) && g.H > 0 && g.W > 0) g.src_bytes = static_cast<int64_t>(g.H) * g.W * g.C;
+  return check_task(g);
 }
 
 namespace {

@@ -34,6 +34,9 @@ struct CropTask {
 // Empty when the task is consistent (buffer size, crop inside the frame, C in {1, 3}); else why not.
 std::string check_task(const CropTask& task);
 
+// check_task for a frame still to be decoded: the buffer will be H*W*C bytes, everything else is checked.
+std::string check_geometry(const CropTask& task);
+
 // Runs one (checked) task. Augmentation order as documented in FORMAT.md: hflip, vflip, transpose.
 void run_task(const CropTask& task, OutType out);
 
