@@ -41,3 +41,20 @@ class CheckpointError(EdvrError):
 
 class ExtensionError(EdvrError):
     """The compiled extension is missing or was built against another torch."""
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True when `exc` (or an exception it was raised from or while handling) is a full disk or quota:
+    torch.save reports ENOSPC as a RuntimeError whose context is the OSError, py-lmdb only by its message."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

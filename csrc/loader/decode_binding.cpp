@@ -91,8 +91,8 @@ py::array_t<uint8_t> decode_crop(const py::buffer& data, const std::string& code
   geometry.src = static_cast<const uint8_t*>(info.ptr);
   geometry.dst = &geometry;
   geometry.H = H, geometry.W = W, geometry.C = C, geometry.top = top, geometry.left = left, geometry.h = h;
-  geometry.w = w, geometry.src_bytes = static_cast<int64_t>(H) * W * C;
-  std::string why = check_task(geometry);
+  geometry.w = w;
+  std::string why = check_geometry(geometry);
   if (!why.empty()) throw py::value_error(why);
   DecodedRegion r;
   {

@@ -3,14 +3,8 @@
 // the rows/columns the crop needs, then the shared run_task() crops/flips/converts them into the batch.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "loader/gather_core.h"
@@ -42,44 +36,20 @@ std::string run_decode_task(const DecodeTask& task, OutType out, DecodedRegion* 
 // Checks a task's geometry (not its bytes, which only the decoder can judge); empty when consistent.
 std::string check_decode_task(const DecodeTask& task);
 
-// Like GatherPool, but tasks are decoded in the pool threads and may fail: wait() throws
-// std::runtime_error("plan row <i>: <why>") for the first failed task of that batch. Batches finish in
-// any order; a ticket is forgotten once waited on. Fork: the destructor in a child process leaks.
-class DecodePool {
+// The loader's BatchPool with decode tasks: they are decoded in the pool threads (one DecodedRegion per
+// thread, reused) and may fail: wait() throws std::runtime_error("plan row <i>: <why>") for the lowest failed
+// task of that batch.
+struct DecodeTraits {
+  using Task = DecodeTask;
+  using Scratch = DecodedRegion;
+  static std::string run(const DecodeTask& task, OutType out, DecodedRegion* scratch) {
+    return run_decode_task(task, out, scratch);
+  }
+};
+
+class DecodePool : public BatchPool<DecodeTraits> {
  public:
-  explicit DecodePool(int num_threads);
-  ~DecodePool();
-  DecodePool(const DecodePool&) = delete;
-  DecodePool& operator=(const DecodePool&) = delete;
-
-  uint64_t submit(std::vector<DecodeTask> tasks, OutType out);
-  void wait(uint64_t ticket);  // throws the batch's error, once; a ticket already waited on returns at once
-  bool done(uint64_t ticket);
-  int num_threads() const { return num_threads_; }
-
- private:
-  struct Batch {
-    uint64_t ticket = 0;
-    std::vector<DecodeTask> tasks;
-    OutType out = OutType::kFloat32;
-    size_t next = 0, remaining = 0;
-    int64_t error_row = -1;  // lowest failed task index
-    std::string error;
-  };
-  struct State {
-    std::mutex mu;
-    std::condition_variable work_cv, done_cv;
-    std::deque<std::shared_ptr<Batch>> queue;
-    std::map<uint64_t, std::shared_ptr<Batch>> open;  // submitted, not yet waited on
-    uint64_t next_ticket = 1;
-    bool stop = false;
-    std::vector<std::thread> threads;
-  };
-  static void worker(State* s);
-
-  State* state_;
-  int num_threads_;
-  long owner_pid_;
+  explicit DecodePool(int num_threads) : BatchPool(num_threads, "decode") {}
 };
 
 }  // namespace loader

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <torch/extension.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,12 @@ std::vector<CropTask> make_tasks(const py::sequence& srcs, const py::array_t<int
     py::buffer_info info = py::reinterpret_borrow<py::buffer>(srcs[static_cast<size_t>(i)]).request();
     t.src = static_cast<const uint8_t*>(info.ptr);
     t.src_bytes = info.size * info.itemsize;
+    for (int col = kH; col <= kCropW; ++col) {  // narrowed to int below: a wrapped value must not pass the checks
+      if (p(i, col) < INT32_MIN || p(i, col) > INT32_MAX) {
+        throw py::value_error("plan row " + std::to_string(i) + ": value " + std::to_string(p(i, col)) +
+                              " in column " + std::to_string(col) + " is out of range");
+      }
+    }
     t.H = static_cast<int>(p(i, kH)), t.W = static_cast<int>(p(i, kW)), t.C = static_cast<int>(p(i, kC));
     t.top = static_cast<int>(p(i, kTop)), t.left = static_cast<int>(p(i, kLeft));
     t.h = static_cast<int>(p(i, kCropH)), t.w = static_cast<int>(p(i, kCropW));
@@ -69,9 +76,7 @@ std::vector<CropTask> make_tasks(const py::sequence& srcs, const py::array_t<int
     t.dst = static_cast<char*>(dst.data_ptr()) + slot * plane * esize;
     std::string why;
     if (encoded) {
-      CropTask geometry = t;
-      geometry.src_bytes = static_cast<int64_t>(t.H) * t.W * t.C;
-      why = t.src_bytes > 0 ? check_task(geometry) : "empty encoded frame";
+      why = t.src_bytes > 0 ? check_geometry(t) : "empty encoded frame";
     } else {
       why = check_task(t);
     }

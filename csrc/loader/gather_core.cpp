@@ -1,13 +1,10 @@
-// The fused loader's Torch-free core: crop/flip/transpose/colour/layout conversion of uint8 frames and the
-// thread pool that runs a batch of them. Kept free of Torch and Python so CMake's host tests cover it.
+// The fused loader's Torch-free core: crop/flip/transpose/colour/layout conversion of uint8 frames (the pool
+// that runs batches of them is batch_pool.h). Kept free of Torch and Python so CMake's host tests cover it.
 #include "loader/gather_core.h"
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <stdexcept>
 
 namespace edvr_fast {
 namespace loader {
@@ -57,12 +54,21 @@ std::string check_task(const CropTask& t) {
     return "frame buffer has " + std::to_string(t.src_bytes) + " bytes, expected " + std::to_string(t.H) + "x" +
            std::to_string(t.W) + "x" + std::to_string(t.C) + " = " + std::to_string(need);
   }
-  if (t.h <= 0 || t.w <= 0 || t.top < 0 || t.left < 0 || t.top + t.h > t.H || t.left + t.w > t.W) {
+  // int64 sums: top + h of two large ints must not overflow (UB) into a value that passes the check.
+  if (t.h <= 0 || t.w <= 0 || t.top < 0 || t.left < 0 || int64_t{t.top} + t.h > t.H ||
+      int64_t{t.left} + t.w > t.W) {
     return "crop top=" + std::to_string(t.top) + " left=" + std::to_string(t.left) + " " + std::to_string(t.h) +
            "x" + std::to_string(t.w) + " is outside the " + std::to_string(t.H) + "x" + std::to_string(t.W) +
            " frame";
   }
   return {};
+}
+
+std::string check_geometry(const CropTask& t) {
+  CropTask g = t;
+  // H*W*C only once C and the sides are known sane (else check_task says why before it multiplies).
+  if ((g.C == 1 || g.C == 3) && g.H > 0 && g.W > 0) g.src_bytes = static_cast<int64_t>(g.H) * g.W * g.C;
+  return check_task(g);
 }
 
 namespace {
@@ -157,102 +163,6 @@ void run_task(const CropTask& task, OutType out) {
     dispatch_channels<float>(task, out);
   } else {
     dispatch_channels<uint16_t>(task, out);
-  }
-}
-
-GatherPool::GatherPool(int num_threads) : state_(new State), num_threads_(num_threads), owner_pid_(getpid()) {
-  if (num_threads < 1) {
-    delete state_;
-    throw std::invalid_argument("GatherPool needs at least one thread");
-  }
-  for (int i = 0; i < num_threads; ++i) state_->threads.emplace_back(worker, state_);
-}
-
-GatherPool::~GatherPool() {
-  if (getpid() != owner_pid_) {
-    // A forked child inherited this object's memory but not its threads (and maybe a mutex locked by
-    // one of them): joining would hang, so the state is deliberately leaked in the child.
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->stop = true;
-  }
-  state_->work_cv.notify_all();
-  for (auto& th : state_->threads) th.join();
-  delete state_;
-}
-
-uint64_t GatherPool::submit(std::vector<CropTask> tasks, OutType out) {
-  auto batch = std::make_shared<Batch>();
-  batch->tasks = std::move(tasks);
-  batch->out = out;
-  batch->remaining = batch->tasks.size();
-  uint64_t ticket;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    ticket = batch->ticket = state_->next_ticket++;
-    if (batch->tasks.empty()) {
-      state_->finished_out_of_order.push_back(ticket);
-    } else {
-      state_->queue.push_back(batch);
-    }
-  }
-  if (batch->tasks.empty()) {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    // An empty batch finishes at once; fold it into finished_below when it is next in line.
-    auto& f = state_->finished_out_of_order;
-    while (true) {
-      auto it = std::find(f.begin(), f.end(), state_->finished_below);
-      if (it == f.end()) break;
-      f.erase(it);
-      ++state_->finished_below;
-    }
-  } else {
-    state_->work_cv.notify_all();
-  }
-  return ticket;
-}
-
-bool GatherPool::finished_locked(uint64_t ticket) const {
-  if (ticket < state_->finished_below) return true;
-  const auto& f = state_->finished_out_of_order;
-  return std::find(f.begin(), f.end(), ticket) != f.end();
-}
-
-bool GatherPool::done(uint64_t ticket) {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return finished_locked(ticket);
-}
-
-void GatherPool::wait(uint64_t ticket) {
-  std::unique_lock<std::mutex> lock(state_->mu);
-  if (ticket == 0 || ticket >= state_->next_ticket) throw std::invalid_argument("unknown gather ticket");
-  state_->done_cv.wait(lock, [&] { return finished_locked(ticket); });
-}
-
-void GatherPool::worker(State* s) {
-  std::unique_lock<std::mutex> lock(s->mu);
-  while (true) {
-    s->work_cv.wait(lock, [&] { return s->stop || !s->queue.empty(); });
-    if (s->stop) return;
-    std::shared_ptr<Batch> batch = s->queue.front();
-    const size_t i = batch->next++;
-    if (batch->next >= batch->tasks.size()) s->queue.pop_front();  // all handed out; others move on
-    lock.unlock();
-    run_task(batch->tasks[i], batch->out);  // tasks were checked at submission
-    lock.lock();
-    if (--batch->remaining == 0) {
-      s->finished_out_of_order.push_back(batch->ticket);
-      auto& f = s->finished_out_of_order;
-      while (true) {
-        auto it = std::find(f.begin(), f.end(), s->finished_below);
-        if (it == f.end()) break;
-        f.erase(it);
-        ++s->finished_below;
-      }
-      s->done_cv.notify_all();
-    }
   }
 }
 

@@ -1,15 +1,12 @@
 // The fused loader's Torch-free core: crop + flip/transpose + BGR->RGB + HWC->CHW + /255 of uint8 frames
-// into float32/bf16/fp16 planes, and the persistent thread pool that runs one batch of such crops.
+// into float32/bf16/fp16 planes, and the pool (batch_pool.h) that runs batches of such crops.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "loader/batch_pool.h"
 
 namespace edvr_fast {
 namespace loader {
@@ -37,49 +34,26 @@ struct CropTask {
 // Empty when the task is consistent (buffer size, crop inside the frame, C in {1, 3}); else why not.
 std::string check_task(const CropTask& task);
 
+// check_task for a frame still to be decoded: the buffer will be H*W*C bytes, everything else is checked.
+std::string check_geometry(const CropTask& task);
+
 // Runs one (checked) task. Augmentation order as documented in FORMAT.md: hflip, vflip, transpose.
 void run_task(const CropTask& task, OutType out);
 
-// A fixed set of std::threads that runs batches of CropTasks in submission order. submit() returns at
-// once with a ticket; wait(ticket) blocks until that batch is written. Several batches may be queued.
-// Fork: a child process has none of the parent's threads, so the destructor in another process than
-// the creator's leaks the shared state instead of joining threads that do not exist there.
-class GatherPool {
+// A fixed set of std::threads that runs batches of CropTasks (checked before submission, so they never fail):
+// the loader's one BatchPool (batch_pool.h) with run_task as its task.
+struct GatherTraits {
+  using Task = CropTask;
+  struct Scratch {};
+  static std::string run(const CropTask& task, OutType out, Scratch*) {
+    run_task(task, out);
+    return {};
+  }
+};
+
+class GatherPool : public BatchPool<GatherTraits> {
  public:
-  explicit GatherPool(int num_threads);
-  ~GatherPool();
-  GatherPool(const GatherPool&) = delete;
-  GatherPool& operator=(const GatherPool&) = delete;
-
-  uint64_t submit(std::vector<CropTask> tasks, OutType out);
-  void wait(uint64_t ticket);  // also fine for a ticket already waited on
-  bool done(uint64_t ticket);
-  int num_threads() const { return num_threads_; }
-
- private:
-  struct Batch {
-    uint64_t ticket = 0;
-    std::vector<CropTask> tasks;
-    OutType out = OutType::kFloat32;
-    size_t next = 0;       // next task index to hand out (guarded by mu)
-    size_t remaining = 0;  // tasks not finished yet (guarded by mu)
-  };
-  struct State {
-    std::mutex mu;
-    std::condition_variable work_cv, done_cv;
-    std::deque<std::shared_ptr<Batch>> queue;
-    uint64_t next_ticket = 1;
-    uint64_t finished_below = 1;  // every ticket < this is finished (batches finish in order)
-    std::vector<uint64_t> finished_out_of_order;
-    bool stop = false;
-    std::vector<std::thread> threads;
-  };
-  static void worker(State* s);
-  bool finished_locked(uint64_t ticket) const;
-
-  State* state_;
-  int num_threads_;
-  long owner_pid_;
+  explicit GatherPool(int num_threads) : BatchPool(num_threads, "gather") {}
 };
 
 }  // namespace loader

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
+#include <vector>
 // jpeglib.h needs size_t and FILE declared first.
 #include <jpeglib.h>
 
@@ -36,9 +38,10 @@ void jpeg_warn(j_common_ptr cinfo, int msg_level) {
   if (msg_level < 0) jpeg_fail(cinfo);
 }
 
-// Returns true on success; on failure e->msg says why. `pixels` is preallocated for (top+h) x W x C.
+// Returns true on success; on failure e->msg says why. `buf` is sized to (top+h) x W x C only once the header
+// has matched H x W x C (a frame claiming another size is refused before anything is allocated for it).
 bool decode_inner(jpeg_decompress_struct* cinfo, JpegError* e, const uint8_t* data, int64_t size, int H, int W,
-                  int C, int top, int left, int h, int w, bool context, uint8_t* pixels, int* out_rows,
+                  int C, int top, int left, int h, int w, bool context, std::vector<uint8_t>* buf, int* out_rows,
                   int* out_cols, int* out_top, int* out_left) {
   cinfo->err = jpeg_std_error(&e->pub);
   e->pub.error_exit = jpeg_fail;
@@ -58,6 +61,14 @@ bool decode_inner(jpeg_decompress_struct* cinfo, JpegError* e, const uint8_t* da
     jpeg_destroy_decompress(cinfo);
     return false;
   }
+  try {
+    buf->resize(static_cast<size_t>(top + h) * W * C);  // at most this many rows and columns
+  } catch (const std::bad_alloc&) {
+    std::snprintf(e->msg, sizeof(e->msg), "out of memory for a %dx%dx%d frame", H, W, C);
+    jpeg_destroy_decompress(cinfo);
+    return false;
+  }
+  uint8_t* pixels = buf->data();
   cinfo->out_color_space = C == 3 ? JCS_EXT_BGR : JCS_GRAYSCALE;
   cinfo->dct_method = JDCT_ISLOW;
   cinfo->do_fancy_upsampling = TRUE;
@@ -104,11 +115,10 @@ bool decode_inner(jpeg_decompress_struct* cinfo, JpegError* e, const uint8_t* da
 std::string decode_jpeg_region(const uint8_t* data, int64_t size, int H, int W, int C, int top, int left, int h,
                                int w, DecodedRegion* out, bool context) {
   if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return "not a JPEG file";
-  out->pixels.resize(static_cast<size_t>(top + h) * W * C);  // at most this many rows and columns
   jpeg_decompress_struct cinfo;
   JpegError err;
   err.msg[0] = '\0';
-  if (!decode_inner(&cinfo, &err, data, size, H, W, C, top, left, h, w, context, out->pixels.data(), &out->rows,
+  if (!decode_inner(&cinfo, &err, data, size, H, W, C, top, left, h, w, context, &out->pixels, &out->rows,
                     &out->cols, &out->top, &out->left)) {
     return err.msg[0] ? std::string(err.msg) : std::string("JPEG decode failed");
   }

@@ -5,7 +5,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
+#include <vector>
 
 #include "loader/codec.h"
 #include "loader/png_banded.h"
@@ -35,7 +37,8 @@ void png_fail(png_structp png, png_const_charp msg) {
 
 void png_quiet(png_structp, png_const_charp) {}
 
-bool decode_inner(PngSource* src, int H, int W, int C, int top, int h, uint8_t* pixels) {
+// `buf` is sized to h x W x C only once IHDR has matched H x W x C (no allocation for a frame of another size).
+bool decode_inner(PngSource* src, int H, int W, int C, int top, int h, std::vector<uint8_t>* buf) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, src, png_fail, png_quiet);
   if (png == nullptr) {
     std::snprintf(src->msg, sizeof(src->msg), "cannot create a PNG reader");
@@ -87,6 +90,14 @@ bool decode_inner(PngSource* src, int H, int W, int C, int top, int h, uint8_t* 
     return false;
   }
   const size_t stride = static_cast<size_t>(W) * C;
+  try {
+    buf->resize(static_cast<size_t>(h) * stride);
+  } catch (const std::bad_alloc&) {
+    std::snprintf(src->msg, sizeof(src->msg), "out of memory for a %dx%dx%d frame", H, W, C);
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  uint8_t* pixels = buf->data();
   for (int y = 0; y < top; ++y) png_read_row(png, pixels, nullptr);  // rows above the crop: into row 0
   for (int y = 0; y < h; ++y) png_read_row(png, pixels + y * stride, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);  // the rows below the crop are never inflated
@@ -102,9 +113,8 @@ std::string decode_png(const uint8_t* data, int64_t size, int H, int W, int C, i
   bool banded = false;
   std::string why = decode_banded_png(data, size, H, W, C, top, h, out, &banded);
   if (banded || !why.empty()) return why;
-  out->pixels.resize(static_cast<size_t>(h) * W * C);
   PngSource src{data, static_cast<size_t>(size), 0, {0}};
-  if (!decode_inner(&src, H, W, C, top, h, out->pixels.data())) {
+  if (!decode_inner(&src, H, W, C, top, h, &out->pixels)) {
     return src.msg[0] ? std::string(src.msg) : std::string("PNG decode failed");
   }
   out->rows = h, out->cols = W, out->top = top, out->left = 0;

@@ -1,6 +1,6 @@
-"""`python -m edvr_fast.data.info DST`: what a pack holds, whether it is intact and up to date.
+"""`python -m edvr_fast.data.info [--verify] DST`: what a pack holds, whether it is intact and up to date.
 
-Owns the human-readable report of meta.json plus the pack-id and staleness checks.
+Owns the human-readable report of meta.json plus the pack-id and staleness checks; --verify reads every frame.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def describe(path: str | Path, max_clips: int | None = 20) -> str:
     frames = sum(c.num_frames for c in meta.clips)
     lines = [
         f"pack        {Path(path)}  ({size:.1f} MiB)",
-        f"format      version {meta.format_version}, id {meta.pack_id}, created {meta.created}",
+        f"format      version {meta.format_version}, id {meta.pack_id}, created {meta.created}, "
+        + ("per-frame CRC-32s" if meta.format_version >= 2 else "no checksums (format_version 1)"),
         f"frames      {meta.dtype} {meta.layout} {meta.channel_order}, storage {meta.storage}, "
         f"keys {meta.key_format}",
         f"clips       {len(meta.clips)} clips, {frames} frames, scale x{meta.scale}",
@@ -59,9 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("dst", help="pack folder (holds data.mdb and meta.json)")
     parser.add_argument("--all", action="store_true", help="list every clip")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every frame and check its size and CRC-32; names each bad frame (exit 1 if any)",
+    )
     args = parser.parse_args(argv)
     try:
         print(describe(args.dst, None if args.all else 20))
+        if args.verify:
+            from edvr_fast.data.verify import verify_pack
+
+            report = verify_pack(args.dst)
+            print(report.summary())
+            return 0 if report.ok else 1
     except EdvrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,22 +11,50 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edvr_fast.errors import DatasetError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-frame CRC-32 under CRC_KEY_FORMAT; 1 (still readable): no checksums
+READABLE_VERSIONS = (1, 2)
 META_NAME = "meta.json"
 # Keys are ASCII: kind ("lq" | "gt"), clip index in meta.clips, frame index; zero-padded to 6 digits
 # (wider numbers simply print wider). The C++ loader builds the same string.
 KEY_FORMAT = "{kind}/{clip:06d}/{frame:06d}"
 # The pack id is also stored under this key, so a meta.json and an LMDB from different packs are caught.
 ID_KEY = b"__edvr_fast_pack_id__"
+# Version 2: one key per clip holding the zlib.crc32 of every stored value (the bytes under frame_key, raw
+# or encoded) as little-endian uint32s, the clip's lq frames first, then its gt frames.
+CRC_KEY_FORMAT = "crc32/{clip:06d}"
 STORAGES = ("raw", "png", "jpg")
+# Bounds a meta.json must respect before any reader sizes a buffer from it (a hostile or damaged file must
+# not make us allocate or read beyond what a real video frame needs).
+MAX_SIDE = 1 << 16
+MAX_FRAMES = 10_000_000
 KINDS = ("lq", "gt")
 
 
 def frame_key(kind: str, clip: int, frame: int) -> bytes:
     """LMDB key of one stored frame."""
     return KEY_FORMAT.format(kind=kind, clip=clip, frame=frame).encode("ascii")
+
+
+def crc_key(clip: int) -> bytes:
+    """LMDB key of one clip's per-frame checksums (format_version 2)."""
+    return CRC_KEY_FORMAT.format(clip=clip).encode("ascii")
+
+
+def encode_crcs(lq: list[int], gt: list[int]) -> bytes:
+    """The value stored under crc_key: lq then gt checksums, little-endian uint32."""
+    return np.asarray(list(lq) + list(gt), dtype="<u4").tobytes()
+
+
+def decode_crcs(value: bytes | memoryview, num_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lq, gt) checksum arrays from a crc_key value, or None when its length does not fit num_frames."""
+    if len(value) != 8 * num_frames:
+        return None
+    crcs = np.frombuffer(bytes(value), dtype="<u4")
+    return crcs[:num_frames], crcs[num_frames:]
 
 
 @dataclass
@@ -173,9 +201,10 @@ def load_meta(path: str | os.PathLike) -> PackMeta:
     except (OSError, ValueError) as exc:
         raise DatasetError(f"meta.json is unreadable ({exc})", p, "re-pack the dataset") from exc
     version = d.get("format_version") if isinstance(d, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise DatasetError(
-            f"meta.json has format_version {version!r}, this edvr_fast reads version {FORMAT_VERSION}",
+            f"meta.json has format_version {version!r}, this edvr_fast reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
             p,
             "re-pack the dataset with this version of edvr_fast",
         )
@@ -187,7 +216,51 @@ def load_meta(path: str | os.PathLike) -> PackMeta:
         ) from exc
     if meta.storage not in STORAGES:
         raise DatasetError(f"unknown storage {meta.storage!r}", p, f"expected one of {STORAGES}")
+    why = hostile_meta(meta)
+    if why:
+        raise DatasetError(f"meta.json is invalid: {why}", p, "re-pack the dataset")
     return meta
+
+
+def _bad_name(name: object) -> str | None:
+    if not isinstance(name, str) or not name:
+        return "is empty or not a string"
+    if "\\" in name or "\x00" in name or name.startswith("/"):
+        return "contains a backslash, a NUL or starts with '/'"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "has an empty, '.' or '..' path component"
+    return None
+
+
+def hostile_meta(meta: PackMeta) -> str | None:
+    """Why a loaded meta.json cannot be trusted to size buffers or name files, or None when it is sane.
+
+    Clip names are relative paths (`a/b` for nested folders) and end up in output file names, so no
+    '..', no absolute path, no backslash; shapes and counts are bounded positive integers.
+    """
+    if not 1 <= meta.scale <= 16:
+        return f"scale {meta.scale} is outside 1..16"
+    if not meta.clips:
+        return "it lists no clips"
+    seen: set[str] = set()
+    for i, c in enumerate(meta.clips):
+        bad = _bad_name(c.name)
+        if bad:
+            return f"clip {i} name {c.name!r} {bad}"
+        if c.name in seen:
+            return f"clip name {c.name!r} appears twice"
+        seen.add(c.name)
+        if not 1 <= c.num_frames <= MAX_FRAMES:
+            return f"clip {c.name!r} has num_frames {c.num_frames}, expected 1..{MAX_FRAMES}"
+        for kind, (h, w, ch) in (("lq", c.lq_shape), ("gt", c.gt_shape)):
+            if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and ch in (1, 3)):
+                return (
+                    f"clip {c.name!r} has {kind} size {h}x{w}x{ch}; expected sides 1..{MAX_SIDE} "
+                    "and 1 or 3 channels"
+                )
+        if c.storage != meta.storage or c.dtype != "uint8":
+            return f"clip {c.name!r} has storage {c.storage!r} / dtype {c.dtype!r}, the pack {meta.storage!r}"
+    return None
 
 
 def source_info_changes(src: SourceInfo) -> str | None:

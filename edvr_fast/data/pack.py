@@ -6,12 +6,14 @@ Owns parallel frame reading and checking, storage encoding, map growth, DST.part
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import shutil
 import sys
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +33,13 @@ from edvr_fast.data.meta import (
     ClipMeta,
     PackMeta,
     SourceInfo,
+    crc_key,
+    encode_crcs,
     frame_key,
     save_meta,
 )
 from edvr_fast.data.scan import ClipSide, ScanResult, scan
-from edvr_fast.errors import DatasetError, EdvrError, InputError
+from edvr_fast.errors import DatasetError, EdvrError, InputError, is_out_of_space
 
 _BATCH_BYTES = 64 << 20  # commit a write transaction every ~64 MiB
 _BATCH_ITEMS = 512
@@ -159,6 +163,12 @@ def _put_batch(env: lmdb.Environment, batch: list[tuple[bytes, bytes | memoryvie
             return
         except lmdb.MapFullError:
             env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.Error as exc:
+            # LMDB reports a short write on a full disk as EIO; say what it is when the disk has no room left.
+            need = sum(len(v) for _, v in batch)
+            if shutil.disk_usage(env.path()).free < need + (1 << 20):
+                raise OSError(errno.ENOSPC, f"No space left on device (LMDB: {exc})") from exc
+            raise
 
 
 def _source(side: ClipSide) -> SourceInfo:
@@ -193,17 +203,20 @@ def _write(
             batch: list = []
             batch_bytes = 0
             for ci, clip in enumerate(result.clips):
+                crcs: dict[str, list[int]] = {kind: [] for kind in KINDS}
                 for kind in KINDS:
                     side = clip.lq if kind == "lq" else clip.gt
                     for key, value, nbytes in _frames_of(
                         pool, ci, kind, side, storage, jpg_quality, 4 * workers, (transforms or {}).get(kind)
                     ):
+                        crcs[kind].append(zlib.crc32(value))  # FORMAT.md v2: checked by info --verify
                         batch.append((key, value))
                         batch_bytes += nbytes
                         bar.update(1)
                         if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_ITEMS:
                             _put_batch(env, batch)
                             batch, batch_bytes = [], 0
+                batch.append((crc_key(ci), encode_crcs(crcs["lq"], crcs["gt"])))
             batch.append((ID_KEY, pack_id.encode("ascii")))
             _put_batch(env, batch)
         env.sync(True)
@@ -213,6 +226,25 @@ def _write(
     if lock.exists():
         lock.unlink()  # readers open lock-free; the lock file only mattered while writing
     return pack_id
+
+
+def _read_back(folder: Path, meta: PackMeta) -> None:
+    """Re-read every frame just written and check it against its size and CRC-32 before the pack is
+    declared finished: a frame the disk or the LMDB lost or changed is caught now, not mid-training."""
+    from edvr_fast.data.verify import verify_env
+
+    env = lmdb.open(str(folder), subdir=True, readonly=True, lock=False, readahead=False)
+    try:
+        report = verify_env(env, meta, folder)
+    finally:
+        env.close()
+    if not report.ok:
+        first = (report.bad and str(report.bad[0])) or report.problems[0]
+        raise DatasetError(
+            f"the pack does not read back what was written ({len(report.bad)} bad frame(s), e.g. {first})",
+            folder,
+            "check the destination disk, then pack again",
+        )
 
 
 def pack(
@@ -300,6 +332,7 @@ def pack(
             from edvr_fast.data.degrade import record
 
             meta.degradation = record(degrade, result.scale)
+        _read_back(partial, meta)
         save_meta(meta, partial)  # written last: a folder without meta.json is never a finished pack
         if dst.exists():
             old = dst.with_name(dst.name + ".old")
@@ -310,8 +343,15 @@ def pack(
             shutil.rmtree(old)
         else:
             os.rename(partial, dst)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if is_out_of_space(exc):
+            kept = "the previous pack there is untouched" if dst.exists() else "nothing was left behind"
+            raise DatasetError(
+                f"the disk is full: the pack did not fit ({partial.name} removed; {kept})",
+                dst,
+                "free disk space or choose a DST on a larger disk, then pack again",
+            ) from exc
         raise
     return meta
 

@@ -104,7 +104,16 @@ class _Found:
 def _find(root: Path, skipped: dict[str, int]) -> dict[str, _Found]:
     """Every clip under `root`: each folder holding images, each video file; names are relative paths."""
     found: dict[str, _Found] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Symlinked folders are followed (datasets are often assembled from links), each real folder once: a
+    # link back up the tree (a loop) or a second link to a folder already seen is skipped and counted.
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            skipped["linked_twice"] = skipped.get("linked_twice", 0) + 1
+            continue
+        seen.add((st.st_dev, st.st_ino))
         hidden_dirs = [d for d in dirnames if is_hidden(d)]
         skipped["hidden"] += len(hidden_dirs)
         dirnames[:] = sorted((d for d in dirnames if not is_hidden(d)), key=natural_key)

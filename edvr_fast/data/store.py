@@ -1,6 +1,7 @@
 """Reading a packed dataset: `ClipStore` opens the LMDB read-only, lock-free, lazily once per process.
 
-Owns frame lookup by (clip, frame, kind), zero-copy views for raw storage, row-only crops, decoding png/jpg.
+Owns frame lookup by (clip, frame, kind), zero-copy views for raw storage, row-only crops, decoding png/jpg
+(after checking the encoded header against meta.json).
 
 Buffer lifetime rule: with raw storage, `raw()` returns a memoryview and `frame()` / `crop()` return
 read-only numpy views that point straight into the LMDB memory map. They stay valid while this store's
@@ -21,6 +22,7 @@ import lmdb
 import numpy as np
 
 from edvr_fast.data.frames import to_uint8_hwc
+from edvr_fast.data.headers import header_mismatch
 from edvr_fast.data.meta import ID_KEY, KINDS, PackMeta, frame_key, load_meta
 from edvr_fast.errors import DatasetError, InputError
 
@@ -155,6 +157,13 @@ class ClipStore:
                     "the pack is damaged; re-pack the dataset",
                 )
             return np.frombuffer(buf, np.uint8).reshape(shape)
+        bomb = header_mismatch(buf, self.storage, shape)
+        if bomb:  # refused before cv2 allocates what the header claims (decompression bomb)
+            raise DatasetError(
+                f"frame {frame} ({kind}) of clip '{self.clips[clip].name}' {bomb}",
+                self.path,
+                "the pack is damaged; re-pack the dataset",
+            )
         img = to_uint8_hwc(cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED), self.path)
         if img.shape != shape:
             raise DatasetError(

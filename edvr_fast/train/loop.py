@@ -19,6 +19,7 @@ import torch.distributed as dist
 import yaml
 
 from edvr_fast.config import TrainConfig
+from edvr_fast.data.meta import load_meta
 from edvr_fast.errors import EdvrError
 from edvr_fast.models import EDVR
 from edvr_fast.ops import backend
@@ -108,6 +109,7 @@ class Trainer:
 
         self.src = resolve_source(cfg, progress=self.progress)
         self.batches = TrainBatches(cfg, self.src, info, self.log.say)
+        self.pack_id = load_meta(self.src.pack).pack_id  # a data position is only valid for its pack
         self.val_ds, self.val_idx = val_samples(cfg, self.src, info) if self.src.no_val is None else (None, [])
 
         model = EDVR(cfg.model).to(info.device)
@@ -163,6 +165,7 @@ class Trainer:
                 "dcn_scale": self.dcn_scale,
                 "rollbacks": self.rollbacks,
                 "world_size": self.info.world_size,
+                "pack_id": self.pack_id,
             },
         }
 
@@ -179,7 +182,8 @@ class Trainer:
 
     def _resume(self, resume: str) -> None:
         if resume == "auto":
-            found = ckpt.find_latest(self.ckpt_dir, map_location=self.info.device)
+            found = ckpt.find_latest(self.ckpt_dir, map_location=self.info.device, check=self._inconsistent,
+                                     say=self.log.say)
             if found is None:
                 self.log.say(f"--resume auto: no checkpoint in {self.ckpt_dir}, starting from scratch")
                 return
@@ -191,6 +195,14 @@ class Trainer:
         self.log.say(f"resumed from {path} at iteration {self.it}")
         self.log.event("resume", path=path, iteration=self.it)
         self.good_ckpt = path
+
+    def _inconsistent(self, state: dict[str, Any]) -> str | None:
+        """Why a checkpoint that loads does not fit this run (see checkpoints.inconsistency), else None."""
+        tr = state.get("train")
+        if isinstance(tr, dict) and tr.get("world_size") not in (None, self.info.world_size):
+            return None  # not the checkpoint's fault: _load says to resume with the same number of processes
+        return ckpt.inconsistency(state, self.model.state_dict(), self.opt, self.batches.state_dict(),
+                                  self.pack_id)
 
     def _load(self, state: dict[str, Any]) -> None:
         tr = state["train"]
