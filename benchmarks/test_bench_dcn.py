@@ -1,7 +1,9 @@
 """DCN operator: ours vs torchvision.ops.deform_conv2d vs cuDNN/oneDNN conv2d of the same shape.
 
-GPU shapes are those of ../shared/TARGETS.md (3x3, 64->64, offset groups 8); CPU shapes are small so
-that `pytest benchmarks/` stays short on a 2-core machine.
+GPU shapes are those of ../shared/TARGETS.md (3x3, 64->64, offset groups 8) plus PCD L1 at batch 64; CPU
+shapes are EDVR-M's layer (64->64, 8 offset groups) and the default run's PCD level 1 (16 features, 2 groups).
+`ours` is the default kernel (the column-buffer kernel); `nhwc` the opt-in NHWC CPU kernel
+(EDVR_FAST_DCN_KERNEL=nhwc), so its ratio is ours/nhwc (> 1: nhwc faster).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from edvr_fast.ops import fallback, modulated_deform_conv2d
 
 tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision is the baseline (pip install .[test])")
 
-GPU_SHAPES = {"L1 16x64x64x64": (16, 64, 64, 64), "L2 16x64x32x32": (16, 64, 32, 32),
-              "infer 1x64x180x320": (1, 64, 180, 320)}
-# The second CPU shape is PCD level 1 of the default training run (batch 4 x 5 frames, 16 features).
-CPU_SHAPES = {"cpu 2x16x24x24": (2, 16, 24, 24), "cpu 20x16x32x32": (20, 16, 32, 32)}
-G = 8
+# name: (N, C, H, W, offset groups)
+GPU_SHAPES = {"L1 16x64x64x64": (16, 64, 64, 64, 8), "L2 16x64x32x32": (16, 64, 32, 32, 8),
+              "infer 1x64x180x320": (1, 64, 180, 320, 8), "L1 64x64x64x64": (64, 64, 64, 64, 8)}
+CPU_SHAPES = {"cpu 2x16x24x24": (2, 16, 24, 24, 8),  # small: the fallback runs here too
+              "cpu 20x16x32x32 g2": (20, 16, 32, 32, 2),  # PCD L1 of the default run (batch 4 x 5 frames)
+              "cpu 1x64x90x160": (1, 64, 90, 160, 8), "cpu 4x64x64x64": (4, 64, 64, 64, 8)}
+CPU_IMPLS = ["ours", "nhwc", "torchvision", "conv2d", "fallback"]
 
 
 class _Fallback(torch.autograd.Function):
@@ -25,18 +29,19 @@ class _Fallback(torch.autograd.Function):
     analytic backward), the CPU path of every release before the CPU kernel."""
 
     @staticmethod
-    def forward(ctx, x, off, mask, w, b):
+    def forward(ctx, x, off, mask, w, b, G):
         ctx.save_for_backward(x, off, mask, w)
+        ctx.G = G
         return fallback.forward(x, off, mask, w, b, (1, 1), (1, 1), (1, 1), 1, G)
 
     @staticmethod
     def backward(ctx, grad):
         x, off, mask, w = ctx.saved_tensors
-        return fallback.backward(grad.contiguous(), x, off, mask, w, (1, 1), (1, 1), (1, 1), 1, G)
+        return fallback.backward(grad.contiguous(), x, off, mask, w, (1, 1), (1, 1), (1, 1), 1, ctx.G) + (None,)
 
 
 def _inputs(shape, device, dtype, requires_grad):
-    N, C, H, W = shape
+    N, C, H, W, G = shape
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def t(*s, scale=1.0):
@@ -50,21 +55,24 @@ def _inputs(shape, device, dtype, requires_grad):
     return x, off, mask, w, b
 
 
-def _impls(x, off, mask, w, b):
+def _impls(x, off, mask, w, b, G):
     return {
         "ours": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
+        "nhwc": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
         "torchvision": lambda: tv_ops.deform_conv2d(x, off, w, b, 1, 1, 1, mask=mask),
         "conv2d": lambda: torch.nn.functional.conv2d(x, w, b, 1, 1),
-        "fallback": lambda: _Fallback.apply(x, off, mask, w, b),
+        "fallback": lambda: _Fallback.apply(x, off, mask, w, b, G),
     }
 
 
-def _case(measure, shape_name, shape, device, mode, impl, precision):
+def _case(measure, monkeypatch, shape_name, shape, device, mode, impl, precision, rounds):
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     backward = mode == "fwd+bwd"
     args = _inputs(shape, device, torch.float32 if impl == "torchvision" else dtype, backward)
-    fn = _impls(*args)[impl]
+    fn = _impls(*args, shape[4])[impl]
     autocast = precision == "bf16" and impl == "torchvision"  # torchvision has no bf16 kernel: autocast up-casts
+    if impl == "nhwc":
+        monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "nhwc")
 
     def step():
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
@@ -72,27 +80,28 @@ def _case(measure, shape_name, shape, device, mode, impl, precision):
         if backward:
             out.backward(torch.ones_like(out))
 
-    tf32 = precision == "tf32"
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32 or old if device == "cuda" else old
-    try:
-        inner = 20 if device == "cuda" else 1
-        measure(step, group=f"dcn {mode} {precision} {shape_name}", impl=impl, device=device,
-                inner=inner, rounds=10 if device == "cuda" else 3, shape=list(shape), precision=precision)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+    # Both sides in the same precision: strict fp32 (no TF32 in cuDNN or cuBLAS), TF32 on both, or bf16.
+    if device == "cuda":
+        tf32 = precision == "tf32"
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    inner = 20 if device == "cuda" else 1
+    measure(step, group=f"dcn {mode} {precision} {shape_name}", impl=impl, device=device,
+            inner=inner, rounds=rounds, shape=list(shape[:4]), offset_groups=shape[4], precision=precision)
 
 
-@pytest.mark.parametrize("impl", ["ours", "fallback", "torchvision", "conv2d"])
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape_name", list(CPU_SHAPES))
-def test_dcn_cpu(measure, shape_name, mode, impl):
-    _case(measure, shape_name, CPU_SHAPES[shape_name], "cpu", mode, impl, "fp32")
+def test_dcn_cpu(measure, monkeypatch, shape_name, mode, impl):
+    if impl == "fallback" and shape_name != "cpu 2x16x24x24":
+        pytest.skip("the fallback only at the small shape (seconds per call at the others)")
+    _case(measure, monkeypatch, shape_name, CPU_SHAPES[shape_name], "cpu", mode, impl, "fp32", rounds=5)
 
 
 @pytest.mark.parametrize("impl", ["ours", "torchvision", "conv2d"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape_name", list(GPU_SHAPES))
-def test_dcn_cuda(measure, cuda_only, shape_name, mode, precision, impl):
-    _case(measure, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision)
+def test_dcn_cuda(measure, monkeypatch, cuda_only, shape_name, mode, precision, impl):
+    _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision, rounds=10)

@@ -44,6 +44,27 @@ inline bool fallback_forced() {
   return std::strcmp(v, "0") != 0 && strcasecmp(v, "false") != 0 && strcasecmp(v, "no") != 0;
 }
 
+// EDVR_FAST_DCN_KERNEL picks the kernel: "columns" (a C*K x n*L column buffer and GEMMs: the CUDA
+// default, and the CPU kernel before the NHWC one), "nhwc" (tiles of channels-last columns: the CPU
+// default; on CUDA an opt-in kernel not yet verified on a GPU), unset/"default" for each device's default.
+enum class Kernel { Default, Columns, Nhwc };
+
+inline Kernel kernel_choice() {
+  const char* v = std::getenv("EDVR_FAST_DCN_KERNEL");
+  if (v == nullptr || *v == '\0' || strcasecmp(v, "default") == 0) return Kernel::Default;
+  if (strcasecmp(v, "columns") == 0) return Kernel::Columns;
+  if (strcasecmp(v, "nhwc") == 0) return Kernel::Nhwc;
+  TORCH_CHECK_VALUE(false, "EDVR_FAST_DCN_KERNEL=", v, " is not a DCN kernel; use default, columns or nhwc");
+}
+
+// The memory format of a result that follows t's (as conv2d does): channels-last only when t is
+// channels-last and not also plain contiguous (C == 1 or H == W == 1 are both).
+inline at::MemoryFormat layout_of(const at::Tensor& t) {
+  return (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast))
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+
 inline Geometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t offset_groups) {
   Geometry geo;
@@ -102,6 +123,12 @@ inline Geometry check_args(const char* backend, at::DeviceType device_type, cons
               "modulated_deform_conv2d: mask must have shape [", input.size(0), ", ", offset_groups * K, ", ",
               geo.Ho, ", ", geo.Wo, "], got ", mask.sizes());
   return geo;
+}
+
+inline void check_grad_output(const at::Tensor& g, int64_t N, int64_t Co, const Geometry& geo) {
+  TORCH_CHECK(g.dim() == 4 && g.size(0) == N && g.size(1) == Co && g.size(2) == geo.Ho && g.size(3) == geo.Wo,
+              "modulated_deform_conv2d_backward: grad_output must have shape [", N, ", ", Co, ", ", geo.Ho, ", ",
+              geo.Wo, "], got ", g.sizes());
 }
 
 // What forward and backward start from: checked arguments, contiguous operands, the geometry (computed once).
@@ -168,7 +195,7 @@ at::Tensor forward(const at::Tensor& input_, const at::Tensor& offset_, const at
     if (n > 1) out.narrow(0, n0, n).copy_(out_cm.view({Co, n, L}).transpose(0, 1));
   }
   if (bias.has_value() && bias->defined()) out.add_(bias->to(out.scalar_type()).view({1, Co, 1}));
-  return out.view({N, Co, geo.Ho, geo.Wo});
+  return out.view({N, Co, geo.Ho, geo.Wo}).contiguous(layout_of(input_));  // the input's layout
 }
 
 template <typename Backend>
@@ -181,9 +208,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const at::Tensor &input = op.input, &offset = op.offset, &mask = op.mask, &weight = op.weight;
   const Geometry& geo = op.geo;
   const int64_t N = input.size(0), Co = weight.size(0), K = geo.K(), L = geo.L();
-  TORCH_CHECK(grad_out_.dim() == 4 && grad_out_.size(0) == N && grad_out_.size(1) == Co &&
-                  grad_out_.size(2) == geo.Ho && grad_out_.size(3) == geo.Wo,
-              "modulated_deform_conv2d_backward: grad_output has shape ", grad_out_.sizes());
+  check_grad_output(grad_out_, N, Co, geo);
   const at::Tensor grad_out = grad_out_.to(input.scalar_type()).contiguous().view({N, Co, L});
   const int64_t Kg = weight.size(1) * K, Cog = Co / groups;
   const bool reduced = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16;
@@ -216,7 +241,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       Backend::columns_backward(input, offset, mask, cols, grad_input, grad_offset, grad_mask, geo, n0, n);
     }
   }
-  return {grad_input.to(input.scalar_type()), grad_offset, grad_mask,
+  // Gradients in the layouts of their inputs (what the fake kernel says).
+  return {grad_input.to(input.scalar_type()).contiguous(layout_of(input_)), grad_offset.contiguous(layout_of(offset_)),
+          grad_mask.contiguous(layout_of(mask_)),
           grad_weight.view(weight.sizes()).to(weight.scalar_type()), grad_bias.to(weight.scalar_type())};
 }
 

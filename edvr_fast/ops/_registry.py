@@ -54,14 +54,29 @@ def _has_kernel(op: str, key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", key)
 
 
+def layout_of(t: Tensor) -> torch.memory_format:
+    """The memory format of a result that follows t's, as conv2d does: channels_last only when t is
+    channels_last and not also plain contiguous (csrc's layout_of says the same)."""
+    if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _fwd_kernel(input, offset, mask, weight, bias, stride, padding, dilation, groups, offset_groups):
-    return fallback.forward(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
-                            tuple(dilation), groups, offset_groups)
+    # The fallback works on contiguous tensors; its result takes the input's layout.
+    input, offset, mask = input.contiguous(), offset.contiguous(), mask.contiguous()
+    out = fallback.forward(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
+                           tuple(dilation), groups, offset_groups)
+    return out.contiguous(memory_format=layout_of(input))
 
 
 def _bwd_kernel(grad_output, input, offset, mask, weight, stride, padding, dilation, groups, offset_groups):
-    return fallback.backward(grad_output, input, offset, mask, weight, tuple(stride), tuple(padding),
-                             tuple(dilation), groups, offset_groups)
+    layouts = layout_of(input), layout_of(offset), layout_of(mask)
+    grad_output, input, offset, mask = (t.contiguous() for t in (grad_output, input, offset, mask))
+    gi, go, gm, gw, gb = fallback.backward(grad_output, input, offset, mask, weight, tuple(stride),
+                                           tuple(padding), tuple(dilation), groups, offset_groups)
+    return (gi.contiguous(memory_format=layouts[0]), go.contiguous(memory_format=layouts[1]),
+            gm.contiguous(memory_format=layouts[2]), gw.contiguous(), gb.contiguous())
 
 
 def _register_python_kernels() -> None:
@@ -106,12 +121,16 @@ def _register_fake() -> None:
         Ho, Wo = fallback.output_size(input.shape, weight.shape, stride, padding, dilation)
         torch._check(offset.shape[2] == Ho and offset.shape[3] == Wo,
                      lambda: f"offset spatial size must be {(Ho, Wo)}")
-        return input.new_empty((input.shape[0], weight.shape[0], Ho, Wo))
+        # The output has the input's layout (channels_last in, channels_last out), as conv2d's.
+        out = input.new_empty((input.shape[0], weight.shape[0], Ho, Wo))
+        return out.contiguous(memory_format=layout_of(input))
 
     @torch.library.register_fake(f"{NAMESPACE}::{BWD}")
     def _(grad_output, input, offset, mask, weight, stride, padding, dilation, groups, offset_groups):
-        # Every kernel returns contiguous gradients, whatever the memory format of its inputs.
-        return (input.new_empty(input.shape), offset.new_empty(offset.shape), mask.new_empty(mask.shape),
+        # Each gradient has the layout of the tensor it belongs to; weight and bias are contiguous.
+        return (torch.empty_like(input, memory_format=layout_of(input)),
+                torch.empty_like(offset, memory_format=layout_of(offset)),
+                torch.empty_like(mask, memory_format=layout_of(mask)),
                 weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],)))
 
 
@@ -126,7 +145,7 @@ def _backward(ctx, grad_output: Tensor):
     input, offset, mask, weight = ctx.saved_tensors
     stride, padding, dilation, groups, offset_groups = ctx.conf
     gi, go, gm, gw, gb = torch.ops.edvr_fast.modulated_deform_conv2d_backward(
-        grad_output.contiguous(), input, offset, mask, weight, stride, padding, dilation, groups,
+        grad_output, input, offset, mask, weight, stride, padding, dilation, groups,
         offset_groups,
     )
     return gi, go, gm, gw, (gb if ctx.has_bias else None), None, None, None, None, None
