@@ -8,5 +8,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from edvr_fast import errors  # noqa: F401
+from edvr_fast import ops  # noqa: F401  (registers torch.ops.edvr_fast.*, so saved exported programs load)
 
 __all__ = ["__version__", "errors"]
