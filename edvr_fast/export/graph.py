@@ -26,8 +26,9 @@ class AnySize(nn.Module):
     they are not one already, and crops the output back: that branch on the size would fix the exported
     graph to one case. Here the padded size is always written as m * ceil(h / m) (so every level of the
     pyramid is an exact multiple the tracer can prove), the padding always runs (as a gather of rows and
-    columns; nothing is added when h is a multiple already) and the crop is a gather of the first h * scale rows and w * scale columns; the
-    model's own forward then sees a multiple of m and pads nothing. The result equals EDVR.forward.
+    columns; nothing is added when h is a multiple already) and the crop is a gather of the first
+    h * scale rows and w * scale columns; the model's own forward then sees a multiple of m and pads
+    nothing. The result equals EDVR.forward.
     """
 
     def __init__(self, model: EDVR):
