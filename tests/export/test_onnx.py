@@ -107,3 +107,12 @@ def test_every_preset_exports_and_passes_the_checker(tmp_path, name):
     proto, dcn = _dcn_nodes(result.path)
     onnx.checker.check_model(proto, full_check=True)
     assert len(dcn) == 4
+
+
+def test_onnxruntime_without_deformconv_is_a_clear_error(tmp_path, monkeypatch):
+    from edvr_fast.errors import InputError
+    from edvr_fast.export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "ort_version", lambda: (1, 24, 4))
+    with pytest.raises(InputError, match=r"onnxruntime 1\.24\.4 has no DeformConv kernel.*>=1\.25\.0"):
+        run_onnx(tmp_path / "any.onnx", torch.zeros(1))
