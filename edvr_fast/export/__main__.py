@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from edvr_fast.errors import EdvrError, InputError
-from edvr_fast.export import FORMATS, ExportSpec, export_model, format_for, parse_size
+from edvr_fast.export import FORMATS, ExportSpec, check_combination, export_model, format_for, parse_size
 from edvr_fast.export.graph import DTYPES
 from edvr_fast.models import load_pretrained, preset_names
 
@@ -48,8 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--format aoti writes a .pt2 package; name the output *.pt2, not {args.output}")
         h, w = parse_size(args.frames_size or DEFAULT_SIZE)
         spec = ExportSpec(height=h, width=w, dynamic=args.dynamic, dtype=args.dtype)
-        from edvr_fast.export import check_combination
-
         check_combination(fmt, spec, explicit_size=args.frames_size is not None)
         model = load_pretrained(args.checkpoint, preset=args.preset)
         result = export_model(model, args.output, fmt, spec, opset=args.opset, verify=not args.no_check,
