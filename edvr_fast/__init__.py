@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from edvr_fast import errors  # noqa: F401
+# ops registers torch.ops.edvr_fast.*, so saved exported programs (.pt2) load after `import edvr_fast`.
+from edvr_fast import errors, ops  # noqa: F401
 
 __all__ = ["__version__", "errors"]

@@ -1,38 +1,23 @@
-"""Loading EDVR weights: our checkpoints and the original EDVR / BasicSR files (auto-detected,
-architecture inferred from keys and shapes), and exporting our weights in those layouts.
+"""Loading EDVR weights: our checkpoints, safetensors, the original EDVR / BasicSR / mmagic files
+(auto-detected, architecture inferred from keys and shapes); exporting our weights in those layouts.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from edvr_fast.errors import CheckpointError, ConfigError
-from edvr_fast.models import layouts
+from edvr_fast.models import layouts, weight_files
 from edvr_fast.models.edvr import EDVR
 from edvr_fast.models.params import EDVRParams
 from edvr_fast.models.presets import preset as get_preset
 
-FORMAT = "edvr_fast"
+FORMAT = weight_files.FORMAT
 _LIST_LIMIT = 12
-
-
-def _read_file(path: Path, map_location: Any) -> Any:
-    if not path.is_file():
-        raise CheckpointError("checkpoint file not found", path=path, hint="check the path")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"not a weights-only checkpoint ({exc})", path=path,
-                              hint="only tensors and plain containers load; re-save the state dict") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"cannot read the checkpoint ({exc})", path=path,
-                              hint="the file may be truncated or not a PyTorch file") from exc
 
 
 def unwrap(obj: Any, path: str | Path = "checkpoint") -> tuple[dict[str, Tensor], dict[str, Any] | None]:
@@ -44,6 +29,7 @@ def unwrap(obj: Any, path: str | Path = "checkpoint") -> tuple[dict[str, Tensor]
         params, obj = obj.get("model_params"), obj["model"]
     elif isinstance(obj, Mapping):
         # BasicSR stores {"params": ..., "params_ema": ...}; prefer the EMA weights when present.
+        # mmagic / mmediting store {"meta": ..., "state_dict": {"generator.<key>": ...}, ...}.
         for key in ("params_ema", "params", "state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
@@ -112,14 +98,16 @@ def load_pretrained(path: str | Path, preset: str | EDVRParams | None = None, ma
                     **overrides: Any) -> EDVR:
     """An EDVR with the weights of `path`, in eval mode.
 
-    Accepts our checkpoints ({"format": "edvr_fast", "model_params", "model"}), bare state dicts in
-    our naming, the original EDVR repository's files and BasicSR's ("params" / "params_ema"), with or
-    without `module.` prefixes; the layout is detected from the keys. The architecture comes from
+    Accepts our checkpoints ({"format": "edvr_fast", "model_params", "model"}) and safetensors files
+    (ours carry the params in their metadata), bare state dicts in our naming, the original EDVR
+    repository's files, BasicSR's ("params" / "params_ema") and mmagic's EDVRNet checkpoints
+    ("state_dict" with `generator.` keys), with or without `module.` prefixes; the layout is detected
+    from the keys. Nothing in a file is executed: see `edvr_fast.models.weight_files`. The architecture comes from
     `preset` (a name or EDVRParams), else from the checkpoint's stored params, else is inferred from
     the keys and shapes. `overrides` change EDVRParams fields (e.g. pad_mode, max_offset).
     """
     path = Path(path)
-    sd, stored = unwrap(_read_file(path, map_location), path)
+    sd, stored = unwrap(weight_files.read_weights(path, map_location), path)
     layout = layouts.detect_layout(sd)
     if layout is None:
         raise CheckpointError(f"not an EDVR state dict (no PCD alignment keys); first keys: {list(sd)[:5]}",
@@ -134,10 +122,11 @@ def load_pretrained(path: str | Path, preset: str | EDVRParams | None = None, ma
 
 
 def export_state_dict(model: EDVR, layout: str = layouts.OURS) -> dict[str, Tensor]:
-    """The model's weights named as `layout` ("edvr_fast", "original" or "basicsr") would name them.
+    """The model's weights named as `layout` ("edvr_fast", "original", "basicsr", "mmagic") would name them.
 
     Raises CheckpointError when that implementation cannot express the architecture (it only has two
-    upsampling stages: x4, or x1 with hr_in; BasicSR has no hr_in without pre-deblur).
+    upsampling stages: x4, or x1 with hr_in; BasicSR has no hr_in without pre-deblur; mmagic's EDVRNet
+    is x4 without pre-deblur or hr_in).
     """
     if layout not in layouts.LAYOUTS:
         raise CheckpointError(f"unknown layout {layout!r}; choose one of {layouts.LAYOUTS}")
@@ -153,3 +142,8 @@ def export_state_dict(model: EDVR, layout: str = layouts.OURS) -> dict[str, Tens
                                   f"with_predeblur={p.with_predeblur})")
         out[name] = value
     return out
+
+
+def save_safetensors(model: EDVR, path: str | Path) -> Path:
+    """Our weights and architecture in one safetensors file; `load_pretrained` reads it with no preset."""
+    return weight_files.write_safetensors(model.state_dict(), model.params.to_dict(), path)

@@ -1,5 +1,6 @@
-"""State-dict key layouts of the published EDVR implementations and their mapping onto ours:
-the original EDVR repository ("original") and BasicSR ("basicsr"); detection and architecture inference.
+"""State-dict key layouts of the published EDVR implementations and their mapping onto ours: the
+original EDVR repository ("original"), BasicSR ("basicsr") and mmagic's EDVRNet ("mmagic"); detection,
+architecture inference.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from torch import Tensor
 from edvr_fast.errors import CheckpointError
 from edvr_fast.models.params import EDVRParams
 
-OURS, ORIGINAL, BASICSR = "edvr_fast", "original", "basicsr"
-LAYOUTS = (OURS, ORIGINAL, BASICSR)
+OURS, ORIGINAL, BASICSR, MMAGIC = "edvr_fast", "original", "basicsr", "mmagic"
+LAYOUTS = (OURS, ORIGINAL, BASICSR, MMAGIC)
 
 # Each pair is (our module path, their module path); {x} stands for a number, {x+1} for that number
 # plus one (the original numbers its pre-deblur L1 blocks from 1). A path matches a key up to a dot,
@@ -102,7 +103,40 @@ _BASICSR: list[_Pair] = [
     ("conv_last", "conv_last", None),
 ]
 
-_TABLES = {ORIGINAL: _ORIGINAL, BASICSR: _BASICSR}
+# mmagic's EDVRNet (mmagic/models/editors/edvr/edvr_net.py; mmediting before it): x4 SR only, no
+# pre-deblur, no HR input. Its convs followed by an activation are mmcv ConvModules, which keep the conv
+# under `.conv`; the DCN packs are mmcv ModulatedDeformConv2d (`weight`, `bias`) with a `conv_offset`
+# predicting (o1, o2, mask) chunks exactly as ours; PixelShufflePack keeps its conv as `upsample_conv`.
+_MMAGIC: list[_Pair] = [
+    ("conv_first", "conv_first", False),
+    ("feature_extraction", "feature_extraction", None),
+    ("conv_l2_1", "feat_l2_conv1.conv", None),
+    ("conv_l2_2", "feat_l2_conv2.conv", None),
+    ("conv_l3_1", "feat_l3_conv1.conv", None),
+    ("conv_l3_2", "feat_l3_conv2.conv", None),
+    ("pcd.l{l}.offset_conv{j}", "pcd_alignment.offset_conv{j}.l{l}.conv", None),
+    ("pcd.l{l}.dcn", "pcd_alignment.dcn_pack.l{l}", None),
+    ("pcd.l{l}.feat_conv", "pcd_alignment.feat_conv.l{l}.conv", None),
+    ("pcd.cascade.offset_conv{j}", "pcd_alignment.cas_offset_conv{j}.conv", None),
+    ("pcd.cascade.dcn", "pcd_alignment.cas_dcnpack", None),
+    # As BasicSR: temporal_attn1 embeds the reference frame, temporal_attn2 every frame.
+    ("fusion.ref_embed", "fusion.temporal_attn1", None),
+    ("fusion.nbr_embed", "fusion.temporal_attn2", None),
+    ("fusion.feat_fusion", "fusion.feat_fusion.conv", None),
+    ("fusion.spatial_l{j}", "fusion.spatial_attn_l{j}.conv", None),
+    ("fusion.spatial_add1", "fusion.spatial_attn_add1.conv", None),
+    ("fusion.spatial_add2", "fusion.spatial_attn_add2", None),  # a plain Conv2d (no activation)
+    ("fusion.spatial5", "fusion.spatial_attn5", None),  # a plain Conv2d (no activation)
+    ("fusion.spatial{j}", "fusion.spatial_attn{j}.conv", None),
+    ("fusion", "fusion", None),  # without TSA: the plain 1x1 fusion conv
+    ("reconstruction", "reconstruction", None),
+    ("upsample.0", "upsample1.upsample_conv", None),
+    ("upsample.1", "upsample2.upsample_conv", None),
+    ("conv_hr", "conv_hr", None),
+    ("conv_last", "conv_last", None),
+]
+
+_TABLES = {ORIGINAL: _ORIGINAL, BASICSR: _BASICSR, MMAGIC: _MMAGIC}
 _PLACEHOLDER = re.compile(r"\{(\w)(\+1)?\}")
 
 
@@ -155,8 +189,20 @@ def from_ours(key: str, layout: str, params: EDVRParams) -> str | None:
     return key if layout == OURS else _translate(key, _TABLES[layout], False, params.hr_in)
 
 
+# mmagic keeps the network of a restorer under `generator.` (an EMA copy, where kept, under
+# `generator_ema.`); its data preprocessor's normalisation buffers sit beside it and are not weights.
+_MMAGIC_MODELS = ("generator_ema.", "generator.")
+_MMAGIC_AUX = ("data_preprocessor.",)
+
+
 def strip_prefixes(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Drop `module.` (DataParallel / DDP) and `_orig_mod.` (torch.compile) prefixes."""
+    """Drop `module.` (DataParallel / DDP) and `_orig_mod.` (torch.compile) prefixes; of an mmagic
+    restorer's state dict keep the network (`generator_ema.`, else `generator.`) without its prefix."""
+    for prefix in _MMAGIC_MODELS:
+        if any(k.startswith(prefix) for k in sd):
+            sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()
+                  if k.startswith(prefix) or not k.startswith(_MMAGIC_MODELS + _MMAGIC_AUX)}
+            break
     out = {}
     for k, v in sd.items():
         while k.startswith(("module.", "_orig_mod.")):
@@ -174,6 +220,8 @@ def detect_layout(sd: Mapping[str, Tensor]) -> str | None:
         return ORIGINAL
     if any(k.startswith(("pcd_align.dcn_pack.", "pcd_align.offset_conv1.l")) for k in keys):
         return BASICSR
+    if any(k.startswith(("pcd_alignment.dcn_pack.", "pcd_alignment.offset_conv1.l")) for k in keys):
+        return MMAGIC
     return None
 
 
