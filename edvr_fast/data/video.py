@@ -16,24 +16,27 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from edvr_fast.errors import DatasetError
 
 # Frames decoded ahead of the consumer: enough to hide decoding jitter, small enough to bound memory.
 DECODE_QUEUE = 16
-_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -90: cv2.ROTATE_90_CLOCKWISE, 270: cv2.ROTATE_90_CLOCKWISE,
-           180: cv2.ROTATE_180, -180: cv2.ROTATE_180}
+_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180}
+# swscale's default RGB<->YUV paths are biased (about -1 level each way, -2 for a decode/encode round trip,
+# measured on PyAV 18.1); accurate rounding with full chroma interpolation is unbiased (see README).
+SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | \
+    Interpolation.FULL_CHR_H_INP
 _HINT = "re-encode it (e.g. ffmpeg -i in -c:v libx264 -crf 16 out.mp4) or extract its frames"
 
 
-def _av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is a dependency
-        raise DatasetError("PyAV is not installed, so videos cannot be read", hint="pip install av") from exc
-    return av
+def rotation_of(frame) -> int:
+    """The frame's display rotation as 0, 90, 180 or -90 degrees counter-clockwise (nearest quarter turn)."""
+    r = int(round((frame.rotation or 0) / 90.0)) % 4
+    return (0, 90, 180, -90)[r]
 
 
 @dataclass
@@ -55,7 +58,6 @@ class VideoInfo:
 
 
 def open_container(path: Path):
-    av = _av()
     try:
         container = av.open(str(path), "r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -69,7 +71,6 @@ def open_container(path: Path):
 def _count_packets(container, stream, path: Path) -> int:
     """Video packets carrying data, by demuxing only (no decoding): one per frame for every codec we read.
     The decoding pass (which happens anyway, once) checks that each one really becomes a frame."""
-    av = _av()
     n = 0
     try:
         for pkt in container.demux(stream):
@@ -81,38 +82,40 @@ def _count_packets(container, stream, path: Path) -> int:
 
 
 def video_info(path: str | os.PathLike, count: bool = True) -> VideoInfo:
-    """Stream facts of a video; `count=True` also counts its frames by demuxing (cheap: no decoding)."""
+    """Stream facts of a video; `count=True` also counts its frames by demuxing (cheap: no decoding) and
+    checks the count against the container's own, so a truncated file is caught before any work."""
     p = Path(path)
-    c = open_container(p)
-    try:
-        s = c.streams.video[0]
-        cc = s.codec_context
-        try:
-            first = next(iter(c.decode(s)), None)
-        except _av().error.FFmpegError as exc:
-            raise DatasetError(f"cannot decode frame 0 ({exc})", p, _HINT) from exc
-        if first is None:
-            raise DatasetError("video has no decodable frame", p, _HINT)
-        rotation = int(round(first.rotation or 0))
-        w, h = first.width, first.height
-        if rotation in (90, -90, 270, -270):
-            w, h = h, w
-        color = {k: int(getattr(first, k)) for k in ("color_primaries", "color_trc", "colorspace", "color_range")}
-        side = any(st.type in ("audio", "subtitle") for st in c.streams)
-        info = VideoInfo(p, w, h, rotation, s.time_base or Fraction(1, 1000), s.average_rate or s.guessed_rate,
-                         color, cc.name, first.format.name, None, int(s.frames or 0), side)
-    finally:
-        c.close()
+    packets = None
     if count:
         c = open_container(p)
         try:
-            info.num_packets = _count_packets(c, c.streams.video[0], p)
+            s = c.streams.video[0]
+            declared = int(s.frames or 0)
+            packets = _count_packets(c, s, p)
         finally:
             c.close()
-        if info.declared_frames and info.num_packets < info.declared_frames:
-            raise DatasetError(f"the header lists {info.declared_frames} frames but the data stops at frame "
-                               f"{info.num_packets}", p, "the file is truncated; " + _HINT)
-    return info
+        if declared and packets < declared:
+            raise DatasetError(f"the header lists {declared} frames but the data stops at frame {packets}", p,
+                               "the file is truncated; " + _HINT)
+    c = open_container(p)
+    try:
+        s = c.streams.video[0]
+        try:
+            first = next(iter(c.decode(s)), None)
+        except av.error.FFmpegError as exc:
+            raise DatasetError(f"cannot decode frame 0 ({exc})", p, _HINT) from exc
+        if first is None:
+            raise DatasetError("video has no decodable frame", p, _HINT)
+        rotation = rotation_of(first)
+        w, h = first.width, first.height
+        if rotation in (90, -90):
+            w, h = h, w
+        color = {k: int(getattr(first, k)) for k in ("color_primaries", "color_trc", "colorspace", "color_range")}
+        side = any(st.type in ("audio", "subtitle") for st in c.streams)
+        return VideoInfo(p, w, h, rotation, s.time_base or Fraction(1, 1000), s.average_rate or s.guessed_rate,
+                         color, s.codec_context.name, first.format.name, packets, int(s.frames or 0), side)
+    finally:
+        c.close()
 
 
 def probe_video(path: str | os.PathLike) -> tuple[int, tuple[int, int, int]]:
@@ -185,7 +188,6 @@ class VideoReader:
         return False
 
     def _decode(self, q: queue.Queue) -> None:
-        av = _av()
         n = 0
         try:
             c = open_container(self.path)
@@ -239,12 +241,12 @@ class VideoReader:
 def to_bgr(frame) -> np.ndarray:
     """A decoded PyAV frame -> uint8 HWC BGR with the display rotation applied; any bit depth or chroma
     layout is converted by swscale using the frame's own colour matrix and range."""
-    kw = {"format": "bgr24"}
+    kw = {"format": "bgr24", "interpolation": SWS_FLAGS}
     if frame.color_range:  # swscale assumes limited range unless told; full-range (JPEG) video says so
         kw["src_color_range"] = frame.color_range
     img = frame.to_ndarray(**kw)
-    rot = int(round(frame.rotation or 0))
-    if rot in _ROTATE:
+    rot = rotation_of(frame)
+    if rot:
         img = cv2.rotate(img, _ROTATE[rot])
     return np.ascontiguousarray(img)
 

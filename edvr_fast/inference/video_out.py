@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edvr_fast.data.video import VideoInfo, open_container
+from edvr_fast.data.video import SWS_FLAGS, VideoInfo, open_container
 from edvr_fast.errors import InputError
 
 # Frames waiting for the encoder thread: bounded, so a slow encoder holds back the model, not memory.
@@ -162,6 +162,9 @@ class VideoWriter:
         if fps is not None:
             self.rate = Fraction(fps).limit_denominator(1001000)
             self.time_base, self.times = 1 / self.rate, None  # --fps: constant rate, input timestamps dropped
+        elif info is not None and suffix == ".avi":  # AVI has no timestamps: constant rate at the input's
+            self.rate = info.rate or Fraction(25)
+            self.time_base, self.times = 1 / self.rate, None
         elif info is not None:
             self.rate = info.rate or Fraction(25)
             self.time_base = info.time_base
@@ -304,9 +307,9 @@ class VideoWriter:
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             if self.pix_fmt not in ("gbrp", "bgr0"):
                 frame = frame.reformat(format=self.pix_fmt, dst_colorspace=dst_cs,
-                                       dst_color_range=tags["color_range"] or None)
+                                       dst_color_range=tags["color_range"] or None, interpolation=SWS_FLAGS)
             else:
-                frame = frame.reformat(format=self.pix_fmt)
+                frame = frame.reformat(format=self.pix_fmt, interpolation=SWS_FLAGS)
             if ft is not None and ft.pts is not None:
                 frame.pts, frame.duration = ft.pts, ft.duration
             else:
