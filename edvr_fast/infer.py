@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, times: IoTimes | None = None) -> tuple[int, in
     if restorer.overlap is not None and not is_exact(model.params, restorer.overlap):
         print(f"note: tile overlap {restorer.overlap} < 2 x receptive radius + 1 = "
               f"{2 * receptive_radius(model.params) + 1}: seams are blended, not exact", file=sys.stderr)
-    board = ScoreBoard(args.crop_border, args.y_channel) if gts else None
+    board = ScoreBoard(args.crop_border, args.y_channel, not args.no_tof) if gts else None
     total = sum(j.num_frames for j in jobs)
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, dynamic_ncols=True)
     t0 = time.monotonic()
