@@ -1,9 +1,11 @@
-"""`python -m edvr_fast.evaluate`: PSNR/SSIM of restored clips against ground truth, per frame, per clip, overall.
+"""`python -m edvr_fast.evaluate`: PSNR/SSIM (and tOF, temporal consistency) of restored clips against ground
+truth, per frame, per clip, overall.
 
 Owns pairing prediction and GT clips, the score board shared with `infer --gt`, and the table/CSV/JSON reports.
 
 Overall numbers are the mean over clips of each clip's mean over frames, as video-restoration papers report
-(e.g. REDS4); the frame-weighted mean is in the JSON too. Metrics follow `edvr_fast.metrics`.
+(e.g. REDS4); the frame-weighted mean is in the JSON too. Metrics follow `edvr_fast.metrics`. tOF has one
+value per frame after a clip's first (flow needs a previous frame); a clip's tOF is their mean.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from edvr_fast.data.frames import VIDEO_EXTS, probe_video, read_clip_frames
+from edvr_fast.data.frames import VIDEO_EXTS, list_frames, probe_video, read_clip_frames
 from edvr_fast.data.scan import ScanResult, scan_frames
 from edvr_fast.errors import DatasetError, EdvrError
 from edvr_fast.inference.engine import frame_to_tensor
-from edvr_fast.metrics import psnr, ssim
+from edvr_fast.metrics import psnr, ssim, tof_gray
 
 
 @dataclass
@@ -44,10 +48,16 @@ class ClipScores:
     frames: list[str]
     psnr: list[float]
     ssim: list[float]
+    tof: list[float | None] = field(default_factory=list)  # None for the first frame (and when off)
 
     @property
     def mean_psnr(self) -> float:
         return sum(self.psnr) / len(self.psnr)
+
+    @property
+    def mean_tof(self) -> float | None:
+        vals = [t for t in self.tof if t is not None]
+        return sum(vals) / len(vals) if vals else None
 
     @property
     def mean_ssim(self) -> float:
@@ -56,11 +66,15 @@ class ClipScores:
 
 @dataclass
 class ScoreBoard:
-    """Collects per-frame PSNR/SSIM as device tensors (no host sync per frame); `clips()` reads them once."""
+    """Collects per-frame PSNR/SSIM as device tensors (no host sync per frame); `clips()` reads them once.
+    With `tof`, each frame's tOF against the clip's previous frame is computed on the host (OpenCV flow)."""
 
     crop_border: int = 0
     y_channel: bool = False
+    tof: bool = False
     _pending: dict[str, tuple[list[str], list[torch.Tensor], list[torch.Tensor]]] = field(default_factory=dict)
+    _tof: dict[str, list[float | None]] = field(default_factory=dict)
+    _prev: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def add(self, clip: str, frame: str, pred: torch.Tensor, gt: torch.Tensor) -> None:
         """Score one frame: pred and gt float [3, H, W] RGB in [0, 1] on the same device."""
@@ -75,11 +89,17 @@ class ScoreBoard:
         names.append(frame)
         ps.append(psnr(pred, gt, **kw))
         ss.append(ssim(pred, gt, **kw))
+        if self.tof:
+            cur = (_gray(pred), _gray(gt))
+            prev = self._prev.get(clip)
+            self._tof.setdefault(clip, []).append(None if prev is None else tof_gray(prev[0], cur[0], prev[1], cur[1]))
+            self._prev[clip] = cur
 
     def clips(self) -> list[ClipScores]:
         out = []
         for name, (frames, ps, ss) in self._pending.items():
-            out.append(ClipScores(name, frames, torch.stack(ps).tolist(), torch.stack(ss).tolist()))
+            out.append(ClipScores(name, frames, torch.stack(ps).tolist(), torch.stack(ss).tolist(),
+                                  self._tof.get(name, [None] * len(frames))))
         return out
 
     def overall(self) -> dict[str, float]:
@@ -87,7 +107,9 @@ class ScoreBoard:
         if not clips:
             return {}
         n = sum(len(c.frames) for c in clips)
+        tofs = [c.mean_tof for c in clips if c.mean_tof is not None]
         return {
+            "tof": sum(tofs) / len(tofs) if tofs else None,
             "psnr": sum(c.mean_psnr for c in clips) / len(clips),
             "ssim": sum(c.mean_ssim for c in clips) / len(clips),
             "psnr_frame_weighted": sum(sum(c.psnr) for c in clips) / n,
@@ -103,28 +125,35 @@ class ScoreBoard:
         clips = self.clips()
         width = max([len("overall")] + [len(c.name) for c in clips] + ([len(f) + 2 for c in clips for f in c.frames]
                                                                          if per_frame else []))
-        lines = [f"PSNR/SSIM on {self.settings()}", f"{'clip':<{width}}  {'frames':>6}  {'PSNR dB':>8}  {'SSIM':>7}"]
+        t = self.tof
+        lines = [f"PSNR/SSIM on {self.settings()}" + ("; tOF: TecoGAN, Farneback flow, lower is better" if t else ""),
+                 f"{'clip':<{width}}  {'frames':>6}  {'PSNR dB':>8}  {'SSIM':>7}" + (f"  {'tOF':>7}" if t else "")]
         for c in clips:
             if per_frame:
-                for f, p, s in zip(c.frames, c.psnr, c.ssim, strict=True):
-                    lines.append(f"  {f:<{width - 2}}  {'':>6}  {p:8.3f}  {s:7.4f}")
-            lines.append(f"{c.name:<{width}}  {len(c.frames):>6}  {c.mean_psnr:8.3f}  {c.mean_ssim:7.4f}")
+                for f, p, s, v in zip(c.frames, c.psnr, c.ssim, c.tof, strict=True):
+                    lines.append(f"  {f:<{width - 2}}  {'':>6}  {p:8.3f}  {s:7.4f}" + (f"  {_fmt(v)}" if t else ""))
+            lines.append(f"{c.name:<{width}}  {len(c.frames):>6}  {c.mean_psnr:8.3f}  {c.mean_ssim:7.4f}"
+                         + (f"  {_fmt(c.mean_tof)}" if t else ""))
         o = self.overall()
         if o:
-            lines.append(f"{'overall':<{width}}  {o['frames']:>6}  {o['psnr']:8.3f}  {o['ssim']:7.4f}")
+            lines.append(f"{'overall':<{width}}  {o['frames']:>6}  {o['psnr']:8.3f}  {o['ssim']:7.4f}"
+                         + (f"  {_fmt(o['tof'])}" if t else ""))
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        """Rows clip, frame, psnr, ssim: every frame, then a 'mean' row per clip, then 'overall'."""
+        """Rows clip, frame, psnr, ssim[, tof]: every frame, then a 'mean' row per clip, then 'overall'
+        (tof is empty for a clip's first frame)."""
+        t = self.tof
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["clip", "frame", "psnr", "ssim"])
+            w.writerow(["clip", "frame", "psnr", "ssim"] + (["tof"] if t else []))
             for c in self.clips():
-                for f, p, s in zip(c.frames, c.psnr, c.ssim, strict=True):
-                    w.writerow([c.name, f, f"{p:.6f}", f"{s:.6f}"])
-                w.writerow([c.name, "mean", f"{c.mean_psnr:.6f}", f"{c.mean_ssim:.6f}"])
+                for f, p, s, v in zip(c.frames, c.psnr, c.ssim, c.tof, strict=True):
+                    w.writerow([c.name, f, f"{p:.6f}", f"{s:.6f}"] + ([_num(v)] if t else []))
+                w.writerow([c.name, "mean", f"{c.mean_psnr:.6f}", f"{c.mean_ssim:.6f}"]
+                           + ([_num(c.mean_tof)] if t else []))
             o = self.overall()
-            w.writerow(["overall", "mean", f"{o['psnr']:.6f}", f"{o['ssim']:.6f}"])
+            w.writerow(["overall", "mean", f"{o['psnr']:.6f}", f"{o['ssim']:.6f}"] + ([_num(o["tof"])] if t else []))
 
     def write_json(self, path: str | os.PathLike) -> None:
         doc = {
@@ -135,13 +164,28 @@ class ScoreBoard:
                 c.name: {
                     "psnr": c.mean_psnr,
                     "ssim": c.mean_ssim,
-                    "frames": [{"frame": f, "psnr": p, "ssim": s} for f, p, s in zip(c.frames, c.psnr, c.ssim,
-                                                                                      strict=True)],
+                    "tof": c.mean_tof,
+                    "frames": [{"frame": f, "psnr": p, "ssim": s, "tof": v}
+                               for f, p, s, v in zip(c.frames, c.psnr, c.ssim, c.tof, strict=True)],
                 }
                 for c in self.clips()
             },
         }
         Path(path).write_text(json.dumps(doc, indent=2))
+
+
+def _gray(img: torch.Tensor) -> np.ndarray:
+    """float [3, H, W] RGB in [0, 1] -> uint8 gray (cv2's RGB2GRAY, as TecoGAN's tOF uses)."""
+    u8 = img.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return cv2.cvtColor(np.ascontiguousarray(u8), cv2.COLOR_RGB2GRAY)
+
+
+def _fmt(v: float | None) -> str:
+    return f"{v:7.4f}" if v is not None else f"{'-':>7}"
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.6f}"
 
 
 def _scan(root: Path, what: str) -> ScanResult:
@@ -155,8 +199,13 @@ def _single_video(path: Path) -> bool:
 
 
 def _video_pair(name: str, pred: Path, gt: Path) -> ClipPair:
-    n = probe_video(pred)[0]
-    return ClipPair(name, pred, gt, [f"{i:06d}" for i in range(n)])
+    """A pair where either side is a video file (the other a video or a folder of frames)."""
+    if _single_video(pred):
+        return ClipPair(name, pred, gt, [f"{i:06d}" for i in range(probe_video(pred)[0])])
+    if not pred.is_dir():
+        raise DatasetError("prediction does not exist", pred, "pass a folder of frames or a video file")
+    frames, _ = list_frames(pred)
+    return ClipPair(name, pred, gt, [f.stem for f in frames])
 
 
 def pair_clips(pred: str | os.PathLike, gt: str | os.PathLike) -> list[ClipPair]:
@@ -186,9 +235,9 @@ def pair_clips(pred: str | os.PathLike, gt: str | os.PathLike) -> list[ClipPair]
 
 
 def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, *, crop_border: int = 0, y_channel: bool = False,
-             device: str = "cpu", progress: bool = True) -> ScoreBoard:
+             device: str = "cpu", progress: bool = True, tof: bool = True) -> ScoreBoard:
     """Score every predicted frame against its GT frame (read as 8-bit, as they are stored)."""
-    board = ScoreBoard(crop_border, y_channel)
+    board = ScoreBoard(crop_border, y_channel, tof)
     dev = torch.device(device)
     pairs = pair_clips(pred, gt)
     bar = tqdm(total=sum(len(p.frame_names) for p in pairs), unit="frame", disable=not progress)
@@ -213,6 +262,8 @@ def add_metric_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-frame", action="store_true", help="list every frame in the table")
     parser.add_argument("--csv", metavar="FILE", help="write per-frame, per-clip and overall scores as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+    parser.add_argument("--no-tof", action="store_true",
+                        help="skip tOF (temporal consistency: optical flow of consecutive frames, TecoGAN)")
 
 
 def report(board: ScoreBoard, args: argparse.Namespace) -> None:
@@ -227,7 +278,8 @@ def report(board: ScoreBoard, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m edvr_fast.evaluate",
-        description="PSNR and SSIM of restored frames against ground truth (folders of frames, videos, clip trees).",
+        description="PSNR, SSIM and tOF of restored frames against ground truth (folders of frames, videos, clip "
+        "trees; a video on either side).",
         epilog="SSIM: 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03 on the 0-255 scale. Y channel: "
         "16 + 65.481 R + 128.553 G + 24.966 B (MATLAB rgb2ycbcr). Overall = mean of the clip means.",
     )
@@ -242,14 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.crop_border < 0:
             raise DatasetError(f"--crop-border must be >= 0, got {args.crop_border}")
         board = evaluate(args.pred, args.gt, crop_border=args.crop_border, y_channel=args.y_channel,
-                         device=args.device, progress=not args.no_progress)
+                         device=args.device, progress=not args.no_progress, tof=not args.no_tof)
         report(board, args)
     except EdvrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     o = board.overall()
+    tof = f", tOF {o['tof']:.4f}" if o.get("tof") is not None else ""
     print(f"evaluated {o['frames']} frames in {o['clips']} clips in {time.monotonic() - t0:.1f}s: "
-          f"PSNR {o['psnr']:.3f} dB, SSIM {o['ssim']:.4f} ({board.settings()})")
+          f"PSNR {o['psnr']:.3f} dB, SSIM {o['ssim']:.4f}{tof} ({board.settings()})")
     return 0
 
 

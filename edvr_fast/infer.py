@@ -23,8 +23,9 @@ from edvr_fast.data.frames import read_clip_frames
 from edvr_fast.errors import EdvrError, InputError
 from edvr_fast.evaluate import ScoreBoard, add_metric_args, report
 from edvr_fast.inference.engine import RestoreOptions, Restorer, frame_to_tensor, tensor_to_frame
-from edvr_fast.inference.io import find_clips, gt_sources, open_sink, output_path
+from edvr_fast.inference.io import IoTimes, close_sink, find_clips, gt_sources, is_video_path, open_sink, output_path
 from edvr_fast.inference.tiling import default_overlap, is_exact
+from edvr_fast.inference.video_out import CODECS, PIX_FMTS, EncodeOptions
 from edvr_fast.models import load_pretrained, preset, preset_names, receptive_field, receptive_radius
 
 
@@ -53,9 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", help="a folder of frames, a folder of clips, or a video file (required unless "
                         "--degrade)")
     parser.add_argument("--output", required=True,
-                        help="a folder (PNG frames named as the input frames) or a video file (.mp4/.avi)")
+                        help="a folder (PNG frames named as the input frames) or a video file "
+                        "(.mp4/.mkv/.mov/.webm/.avi)")
     parser.add_argument("--gt", help="ground truth (same layout as --input): print PSNR/SSIM in the same pass")
-    parser.add_argument("--fps", type=float, help="frame rate of video output (default: the input's, else 25)")
+    parser.add_argument("--fps", type=float,
+                        help="frame rate of video output for frame-folder input (default 25); for a video input "
+                        "it re-times the output at this constant rate instead of keeping the input's timestamps "
+                        "(needs --no-audio when the input has audio)")
+    video = parser.add_argument_group("video output (FFmpeg through PyAV)")
+    video.add_argument("--codec", choices=sorted(CODECS),
+                       help="h264 (default; vp9 for .webm), h265, av1, vp9, ffv1 (lossless)")
+    video.add_argument("--crf", type=int, help="constant quality; default visually lossless: "
+                       + ", ".join(f"{k} {v.crf}" for k, v in CODECS.items() if v.crf is not None))
+    video.add_argument("--encoder-preset", help="encoder speed: h264/h265 ultrafast..veryslow (default medium), "
+                       "av1 (SVT) 0-13 (default 8), vp9 cpu-used 0-8 (default 4)")
+    video.add_argument("--pix-fmt", choices=PIX_FMTS,
+                       help="yuv420p (default; plays everywhere), yuv444p, rgb (ffv1's default: lossless)")
+    video.add_argument("--no-audio", action="store_true",
+                       help="drop the input's audio and subtitle streams (copied unchanged by default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=4, help="windows per forward call (throughput vs memory)")
     parser.add_argument("--tile", type=int, help="tile side in input pixels, for frames too large for memory")
@@ -114,8 +130,10 @@ def summary(frames: int, clips: int, seconds: float, device: str, split: dict[st
             f"frames/s on {device}; {parts}) into {output}")
 
 
-def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
-    """Restore every clip; returns (clips, frames, seconds, scores or None); `args.clock` gets the split."""
+def run(args: argparse.Namespace, times: IoTimes | None = None) -> tuple[int, int, float, ScoreBoard | None]:
+    """Restore every clip; returns (clips, frames, seconds, scores or None). `args.clock` gets the time the loop
+    spent per stage; `times` (if given) the decode/encode threads' own busy seconds."""
+    encode = EncodeOptions(args.codec, args.crf, args.encoder_preset, args.pix_fmt, audio=not args.no_audio)
     if args.degrade is not None:
         jobs, single = _degraded_input(args)
     elif args.input is None:
@@ -123,7 +141,7 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
     else:
         jobs, single = find_clips(args.input)
     out_root = Path(args.output)
-    if not single and out_root.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"):
+    if not single and is_video_path(out_root):
         raise InputError(f"--input holds {len(jobs)} clips; --output must be a folder, not a video file", out_root)
     if args.degrade is not None:
         gts = {j.name: j.source for j in jobs}
@@ -139,7 +157,7 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
     if restorer.overlap is not None and not is_exact(model.params, restorer.overlap):
         print(f"note: tile overlap {restorer.overlap} < 2 x receptive radius + 1 = "
               f"{2 * receptive_radius(model.params) + 1}: seams are blended, not exact", file=sys.stderr)
-    board = ScoreBoard(args.crop_border, args.y_channel) if gts else None
+    board = ScoreBoard(args.crop_border, args.y_channel, not args.no_tof) if gts else None
     total = sum(j.num_frames for j in jobs)
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, dynamic_ncols=True)
     t0 = time.monotonic()
@@ -147,7 +165,7 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
     done = 0
     for job in jobs:
         bar.set_description(job.name)
-        sink = open_sink(output_path(job, out_root, single), job, args.fps)
+        sink = open_sink(output_path(job, out_root, single), job, args.fps, encode)
         gt_frames = clock.timed("decode", read_clip_frames(gts[job.name])) if gts else None
         frames = job.frames()
         if args.degrade is not None:  # GT cropped bottom/right to a multiple of the scale, LQ made from it
@@ -155,6 +173,7 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
             gt_frames = (modcrop(g, args.scale) for g in gt_frames)
         frames = clock.timed("decode", frames)  # the degradation counts as decoding: it makes the input
         restored = clock.timed("model", restorer.restore(frames, job.num_frames, job.name), minus="decode")
+        ok = False
         try:
             for i, img in enumerate(restored):
                 if board is not None:
@@ -177,10 +196,14 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
                 clock.add("encode", t)
                 done += 1
                 bar.update(1)
+            ok = True
         finally:
             t = time.perf_counter()
-            sink.close()
+            # An error or Ctrl-C aborts the video (its partial file is deleted); only a complete one is renamed.
+            close_sink(sink, ok, times)
             clock.add("encode", t)
+            if times is not None and job.reader is not None:
+                times.add_reader(job.reader)
     bar.close()
     return len(jobs), done, time.monotonic() - t0, board
 
@@ -188,17 +211,25 @@ def run(args: argparse.Namespace) -> tuple[int, int, float, ScoreBoard | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        clips, frames, seconds, board = run(args)
+        times = IoTimes()
+        clips, frames, seconds, board = run(args, times)
         if board is not None:
             report(board, args)
     except EdvrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the clip being written was discarded (clips already finished are complete)",
+              file=sys.stderr)
+        return 130
     extra = ""
     if board is not None:
         o = board.overall()
         extra = f"; PSNR {o['psnr']:.3f} dB, SSIM {o['ssim']:.4f} ({board.settings()})"
-    print(summary(frames, clips, seconds, args.device, args.clock.seconds, args.output) + extra)
+    threads = ""
+    if times.decode or times.encode:  # video I/O runs on its own threads, beside the model
+        threads = f"; video threads busy: decode {times.decode:.1f}s, encode {times.encode:.1f}s"
+    print(summary(frames, clips, seconds, args.device, args.clock.seconds, args.output) + extra + threads)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Image quality metrics the way the video-restoration field reports them: PSNR and SSIM.
+"""Image quality metrics the way the video-restoration field reports them: PSNR and SSIM, and the
+temporal-consistency measure tOF (TecoGAN).
 
 Owns the torch metrics (device-side, no host syncs; used by training and inference) and uint8 numpy helpers.
 
@@ -18,13 +19,15 @@ Conventions (match the MATLAB-derived code behind published EDVR/BasicSR numbers
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edvr_fast.errors import InputError
 
-__all__ = ["psnr", "ssim", "rgb_to_y", "quantize", "to_tensor", "psnr_uint8", "ssim_uint8", "PSNR_CAP"]
+__all__ = ["psnr", "ssim", "rgb_to_y", "quantize", "to_tensor", "psnr_uint8", "ssim_uint8", "PSNR_CAP", "tof_gray",
+           "tof_crop"]
 
 # PSNR of identical images is infinite; report a finite cap so means over frames stay meaningful.
 PSNR_CAP = 100.0
@@ -142,3 +145,33 @@ def psnr_uint8(pred: np.ndarray, gt: np.ndarray, *, crop_border: int = 0, y_chan
 def ssim_uint8(pred: np.ndarray, gt: np.ndarray, *, crop_border: int = 0, y_channel: bool = False) -> float:
     """SSIM of two uint8 BGR HxWx3 frames (as read by cv2)."""
     return float(ssim(to_tensor(pred), to_tensor(gt), crop_border=crop_border, y_channel=y_channel))
+
+
+# Farneback parameters of TecoGAN's tOF: pyr_scale 0.5, 3 levels, window 15, 3 iterations, poly_n 5, sigma 1.2.
+_FARNEBACK = (None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def tof_crop(h: int, w: int) -> tuple[slice, slice]:
+    """TecoGAN's central crop before tOF: the largest multiple of 32 leaving >= 16 pixels off each axis;
+    frames too small for that (under 48 px) are used whole."""
+    def axis(n: int) -> slice:
+        m = (n // 32) * 32
+        while m > n - 16:
+            m -= 32
+        if m <= 0:
+            return slice(0, n)
+        o = (n - m) // 2
+        return slice(o, o + m)
+
+    return axis(h), axis(w)
+
+
+def tof_gray(prev_pred: np.ndarray, pred: np.ndarray, prev_gt: np.ndarray, gt: np.ndarray) -> float:
+    """tOF of one frame pair (TecoGAN): mean over pixels of the Euclidean norm of the difference between
+    the Farneback optical flow prev_pred -> pred and that of prev_gt -> gt. Inputs: uint8 gray HxW frames
+    (BT.601 luma as cv2's RGB2GRAY computes it); lower is more temporally consistent, 0 for identical clips."""
+    f_pred = cv2.calcOpticalFlowFarneback(prev_pred, pred, *_FARNEBACK)
+    f_gt = cv2.calcOpticalFlowFarneback(prev_gt, gt, *_FARNEBACK)
+    ys, xs = tof_crop(*pred.shape[:2])
+    d = (f_pred - f_gt)[ys, xs]
+    return float(np.sqrt((d * d).sum(-1)).mean())

@@ -1,6 +1,7 @@
 """Reading single frames and whole clips from disk: images in natural name order, or video files.
 
-Owns the image/video extension lists, natural sort, truncation checks and 8-bit BGR/gray decoding.
+Owns the image/video extension lists, natural sort, truncation checks and 8-bit BGR/gray decoding;
+videos are decoded by `edvr_fast.data.video` (PyAV).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edvr_fast.data.video import iter_video, probe_video  # noqa: F401  (re-exported: scan, pack, evaluate)
 from edvr_fast.errors import DatasetError
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mkv", ".mov"})
+VIDEO_EXTS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mts", ".m2ts", ".wmv", ".flv",
+                        ".mpg", ".mpeg", ".y4m"})
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -82,46 +85,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_uint8_hwc(img, p)
 
 
-def _open_video(p: Path) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise DatasetError(
-            "OpenCV cannot open this video", p, "re-encode it (e.g. H.264 mp4) or extract frames"
-        )
-    return cap
-
-
-def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Decode a video file frame by frame (uint8 HWC BGR), in stream order."""
-    p = Path(path)
-    cap = _open_video(p)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            yield to_uint8_hwc(frame, p)
-    finally:
-        cap.release()
-
-
-def probe_video(path: str | os.PathLike) -> tuple[int, tuple[int, int, int]]:
-    """Count frames (by grabbing, the container's count is unreliable) and return (count, (H, W, C))."""
-    p = Path(path)
-    cap = _open_video(p)
-    try:
-        ok, first = cap.read()
-        if not ok:
-            raise DatasetError("video has no decodable frame", p, "re-encode or remove it")
-        shape = to_uint8_hwc(first, p).shape
-        count = 1
-        while cap.grab():
-            count += 1
-    finally:
-        cap.release()
-    return count, (int(shape[0]), int(shape[1]), int(shape[2]))
-
-
 def list_frames(folder: str | os.PathLike) -> tuple[list[Path], dict[str, int]]:
     """Image files directly inside `folder`, naturally sorted, plus counts of what was skipped."""
     skipped = {"hidden": 0, "non_image": 0}
@@ -137,8 +100,9 @@ def list_frames(folder: str | os.PathLike) -> tuple[list[Path], dict[str, int]]:
     return frames, skipped
 
 
-def read_clip_frames(source: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Frames of one clip in order: a folder of images (natural sort) or a video file. For inference."""
+def read_clip_frames(source: str | os.PathLike, expected: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of one clip in order: a folder of images (natural sort) or a video file. For inference.
+    `expected`: the video's counted frames (decoding fewer is an error naming the missing frame)."""
     p = Path(source)
     if p.is_dir():
         frames, _ = list_frames(p)
@@ -149,7 +113,7 @@ def read_clip_frames(source: str | os.PathLike) -> Iterator[np.ndarray]:
         for f in frames:
             yield read_image(f)
     elif p.suffix.lower() in VIDEO_EXTS:
-        yield from iter_video(p)
+        yield from iter_video(p, expected)
     elif not p.exists():
         raise DatasetError("clip does not exist", p)
     else:

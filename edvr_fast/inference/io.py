@@ -1,26 +1,49 @@
 """Where inference reads and writes: clips found under `--input` and the PNG-folder / video-file sinks.
 
-Owns the input layouts (one folder of frames, one video, a tree of clips) and the output naming rules.
+Owns the input layouts (one folder of frames, one video, a tree of clips), the output naming rules, and the
+decode/encode time of a run (`IoTimes`); video encoding itself is `edvr_fast.inference.video_out`.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edvr_fast.data.frames import VIDEO_EXTS, probe_video, read_clip_frames
+from edvr_fast.data.frames import VIDEO_EXTS, read_clip_frames
 from edvr_fast.data.scan import scan_frames
+from edvr_fast.data.video import VideoInfo, VideoReader, video_info
 from edvr_fast.errors import DatasetError, InputError
+from edvr_fast.inference.video_out import CONTAINERS, EncodeOptions, VideoWriter
 
 DEFAULT_FPS = 25.0
 # PNG encoding is the slow part of writing; a few threads keep it off the GPU's critical path.
 _WRITERS = 2
 _MAX_PENDING = 8
+
+
+@dataclass
+class IoTimes:
+    """Seconds of a run spent outside the model: decode/encode are the background threads' busy time;
+    the *_wait fields are how long the model loop blocked on them (what the I/O really cost it)."""
+
+    decode: float = 0.0
+    decode_wait: float = 0.0
+    encode: float = 0.0
+    encode_wait: float = 0.0
+
+    def add_reader(self, r: VideoReader) -> None:
+        self.decode += r.decode_seconds
+        self.decode_wait += r.wait_seconds
+
+    def add_sink(self, sink) -> None:
+        self.encode += getattr(sink, "encode_seconds", 0.0)
+        self.encode_wait += getattr(sink, "wait_seconds", 0.0)
 
 
 @dataclass
@@ -33,23 +56,24 @@ class ClipJob:
     num_frames: int
     frame_names: list[str]  # output file stems, one per frame
     fps: float | None  # of a video input
+    info: VideoInfo | None = None  # a video input's stream facts (timestamps, colour, audio)
+    times: deque = field(default_factory=deque)  # decoded frames' timestamps, popped by the video sink
+    reader: VideoReader | None = None
 
     def frames(self):
-        return read_clip_frames(self.source)
+        """The clip's frames in order; a video is decoded once, on a background thread, its counted frames
+        checked (a short stream is an error naming the missing frame) and its timestamps kept for the sink."""
+        if self.kind != "video":
+            return read_clip_frames(self.source)
+        self.reader = VideoReader(self.source, self.num_frames, self.times)
+        return iter(self.reader)
 
 
-def video_fps(path: Path) -> float | None:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return float(fps) if fps and fps > 0 else None
-
-
-def _video_job(name: str, path: Path) -> ClipJob:
-    n, _ = probe_video(path)
-    return ClipJob(name, path, "video", n, [f"{i:06d}" for i in range(n)], video_fps(path))
+def _video_job(name: str, path: Path, count: int | None = None) -> ClipJob:
+    info = video_info(path, count=count is None)
+    n = int(info.num_packets) if count is None else count
+    return ClipJob(name, path, "video", n, [f"{i:06d}" for i in range(n)], float(info.rate) if info.rate else None,
+                   info)
 
 
 def find_clips(input_path: str | os.PathLike) -> tuple[list[ClipJob], bool]:
@@ -66,8 +90,7 @@ def find_clips(input_path: str | os.PathLike) -> tuple[list[ClipJob], bool]:
     jobs = []
     for c in result.clips:
         if c.lq.kind == "video":
-            jobs.append(ClipJob(c.name, c.lq.path, "video", c.num_frames, [f"{i:06d}" for i in range(c.num_frames)],
-                                video_fps(c.lq.path)))
+            jobs.append(_video_job(c.name, c.lq.path, c.num_frames))  # counted by the scan
         else:
             jobs.append(ClipJob(c.name, c.lq.path, "frames", c.num_frames, [f.stem for f in c.lq_frames], None))
     single = len(jobs) == 1 and jobs[0].source == p
@@ -90,13 +113,13 @@ def gt_sources(gt: str | os.PathLike, jobs: list[ClipJob], single: bool) -> dict
 
 
 def output_path(job: ClipJob, output: Path, single: bool) -> Path:
-    """Single clip: `output` itself. Tree: output/<clip> (a folder of PNGs), or output/<clip>.mp4 (.avi kept)
-    for a video clip, mirroring the input."""
+    """Single clip: `output` itself. Tree: output/<clip> (a folder of PNGs), or output/<clip>.<ext> for a video
+    clip, mirroring the input (its extension kept when we can write it, else .mkv, which holds any stream)."""
     if single:
         return output
     if job.kind == "video":
-        suffix = ".avi" if job.source.suffix.lower() == ".avi" else ".mp4"
-        return output / f"{job.name}{suffix}"
+        suffix = job.source.suffix.lower()
+        return output / f"{job.name}{suffix if suffix in CONTAINERS else '.mkv'}"
     return output / job.name
 
 
@@ -133,29 +156,41 @@ def _write_png(path: Path, frame: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-class VideoSink:
-    """Writes frames to a video file (mp4v; MJPG for .avi) at the given frame rate."""
-
-    def __init__(self, path: Path, fps: float):
-        self.path, self.fps, self.writer = path, fps, None
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, frame: np.ndarray) -> None:
-        if self.writer is None:  # the size is only known from the first restored frame
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (frame.shape[1], frame.shape[0]))
-            if not self.writer.isOpened():
-                raise InputError("OpenCV cannot open a video writer", self.path,
-                                 "use a .mp4 or .avi file name, or write PNG frames to a folder")
-        self.writer.write(frame)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in CONTAINERS
 
 
-def open_sink(path: Path, job: ClipJob, fps: float | None) -> FrameSink | VideoSink:
-    """A video sink when `path` ends like a video, else a PNG folder; frame rate: --fps, the input's, or 25."""
-    if path.suffix.lower() in VIDEO_EXTS:
-        return VideoSink(path, fps or job.fps or DEFAULT_FPS)
-    return FrameSink(path, job.frame_names)
+def open_sink(path: Path, job: ClipJob, fps: float | None, encode: EncodeOptions | None = None
+              ) -> FrameSink | VideoWriter:
+    """A video writer when `path` ends like a video we can write, else a PNG folder.
+
+    Video input: the output keeps the input frames' timestamps (and its audio/subtitles, unless
+    `encode.audio` is off); `fps` instead re-times it at a constant rate (frame i at i / fps), so it is
+    refused while audio is kept (it would drift out of sync). Frame-folder input: `fps`, else 25."""
+    if not is_video_path(path):
+        if path.suffix.lower() in VIDEO_EXTS:
+            raise InputError(f"cannot write {path.suffix} video", path,
+                             f"write one of {sorted(CONTAINERS)}, or a folder of PNG frames")
+        return FrameSink(path, job.frame_names)
+    encode = encode or EncodeOptions()
+    if job.kind == "video":
+        if fps is not None and encode.audio and job.info is not None and job.info.has_side_streams:
+            raise InputError("--fps re-times a video input at a constant rate, its audio/subtitles would no longer "
+                             "match", job.source, "leave --fps out to keep the input's timing, or add --no-audio")
+        return VideoWriter(path, encode, fps=fps, info=job.info, times=job.times)
+    return VideoWriter(path, encode, fps=fps or DEFAULT_FPS)
+
+
+def close_sink(sink, ok: bool, times: IoTimes | None = None) -> None:
+    """Finish a sink (`ok`: rename the video into place) or abort it (no file that looks finished is left)."""
+    try:
+        if ok:
+            sink.close()
+        elif hasattr(sink, "abort"):
+            sink.abort()
+        else:
+            sink.close()
+    finally:
+        if times is not None:
+            times.add_sink(sink)
+

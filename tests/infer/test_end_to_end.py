@@ -106,7 +106,8 @@ def test_pack_train_infer_evaluate(trained, tmp_path, capsys):
     mse = np.mean((pred[c:-c, c:-c].astype(np.float64) - gt[c:-c, c:-c]) ** 2)
     assert frame["psnr"] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-4)
     rows = (tmp_path / "eval.csv").read_text().splitlines()
-    assert rows[0] == "clip,frame,psnr,ssim" and rows[-1].startswith("overall,mean,") and len(rows) == 1 + 10 + 2 + 1
+    assert rows[0] == "clip,frame,psnr,ssim,tof" and rows[-1].startswith("overall,mean,")
+    assert len(rows) == 1 + 10 + 2 + 1
 
 
 @pytest.mark.parametrize("boundary, window0", [("reflection", [1, 0, 1]), ("replicate", [0, 0, 1])])
