@@ -1,7 +1,8 @@
 """Every shell command README.md shows is run here, on tiny generated stand-ins of the files it names.
 
-Commands come from the README's ```bash blocks, except the two set-up blocks between <!-- main-command -->
-and <!-- test-command --> markers (CI runs those itself). Each command runs as written in a fresh folder,
+Commands come from the README's ```bash blocks, except the blocks between the <!-- main-command -->,
+<!-- test-command -->, <!-- sanitizer-command --> and <!-- fuzz-command --> markers (CI runs those
+itself). Each command runs as written in a fresh folder,
 after its recipe made the files it names, with only the recipe's size overrides appended (`--set`,
 `--iters`); the recipe then checks exit status 0 and the outputs. A README command without a recipe fails.
 
@@ -27,7 +28,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-SETUP_MARKERS = ("main-command", "test-command")
+# Blocks CI runs itself, verbatim: the two set-up commands, then the sanitizer build and the fuzz pass.
+SETUP_MARKERS = ("main-command", "test-command", "sanitizer-command", "fuzz-command")
 
 
 # --------------------------------------------------------------------------------- reading the README
@@ -203,6 +205,77 @@ def make_out(d: Path) -> None:
     _frames(d / "out", 3, 64, 64, seed=7, ext="png", blur=True)
 
 
+def _video(path: Path, n: int, h: int, w: int, codec: str = "libx264", seed: int = 5) -> None:
+    """A smooth moving texture as a real video file, written with PyAV (as a camera or ffmpeg would)."""
+    import av
+
+    tex = cv2.GaussianBlur(np.random.default_rng(seed).integers(0, 256, (h, w + 2 * n, 3), dtype=np.uint8),
+                           (5, 5), 0)
+    with av.open(str(path), "w") as out:
+        st = out.add_stream(codec, rate=10)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(tex[:, 2 * i : 2 * i + w]), format="bgr24")
+            out.mux(st.encode(frame))
+        out.mux(st.encode())
+
+
+def _video_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as f:
+        return sum(1 for _ in f.decode(video=0))
+
+
+def make_hr_clips(d: Path) -> None:
+    """hr_clips/: a GT-only tree (no input side), 2 clips of 5 PNG frames of 64x64."""
+    for c in range(2):
+        _frames(d / "hr_clips" / f"clip{c}", 5, 64, 64, seed=10 + c, ext="png")
+
+
+def make_hr_pack(d: Path) -> None:
+    make(d, "hr_clips/")
+    r = subprocess.run([sys.executable, "-m", "edvr_fast.data.pack", "hr_clips/", "hr_x4.lmdb", "--degrade",
+                        "bicubic", "--scale", "4", "--crop", "32"], cwd=d, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def make_hr_test(d: Path) -> None:
+    """hr_test/: HR frames (one clip of 5 PNG frames of 64x64) to degrade, restore and score."""
+    _frames(d / "hr_test", 5, 64, 64, seed=20, ext="png")
+
+
+def make_ckpt_x4(d: Path) -> None:
+    """ckpt.pth as a tiny x4 super-resolution checkpoint of ours (for the --degrade --scale 4 command)."""
+    import torch
+
+    from edvr_fast.models import EDVR, EDVRParams
+
+    p = EDVRParams(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                   scale=4)
+    torch.save({"format": "edvr_fast", "model_params": p.to_dict(), "model": EDVR(p).state_dict()},
+               d / "ckpt.pth")
+
+
+def make_mmagic(d: Path) -> None:
+    """edvrm_x4_8x4_600k_reds.pth: EDVR-M x4 weights in mmagic's EDVRNet layout (keys under generator.)."""
+    import torch
+
+    from edvr_fast.models import EDVR, preset
+    from edvr_fast.models.checkpoints import export_state_dict
+
+    torch.manual_seed(0)
+    sd = {"generator." + k: v for k, v in export_state_dict(EDVR(preset("edvr-m-sr4")), "mmagic").items()}
+    torch.save({"meta": {"iter": 600000, "mmengine_version": "0.10.4"}, "state_dict": sd},
+               d / "edvrm_x4_8x4_600k_reds.pth")
+
+
+def make_video_pair(d: Path) -> None:
+    """restored.mkv and sharp.mp4: 6 frames of 32x32 each, H.264."""
+    _video(d / "restored.mkv", 6, 32, 32, seed=5)
+    _video(d / "sharp.mp4", 6, 32, 32, seed=6)
+
+
 STANDINS: dict[str, Callable[[Path], None]] = {
     "my_clips/": make_clips,
     "my_clips.lmdb": make_pack,
@@ -214,11 +287,18 @@ STANDINS: dict[str, Callable[[Path], None]] = {
     "frames/": make_frames_and_sharp,
     "sharp/": make_frames_and_sharp,
     "out/": make_out,
+    "hr_clips/": make_hr_clips,
+    "hr_x4.lmdb": make_hr_pack,
+    "hr_test/": make_hr_test,
+    "ckpt.pth (x4)": make_ckpt_x4,
+    "edvrm_x4_8x4_600k_reds.pth": make_mmagic,
+    "restored.mkv": make_video_pair,
+    "sharp.mp4": make_video_pair,
 }
 
 
 def make(d: Path, name: str) -> None:
-    if not (d / name.rstrip("/")).exists():
+    if not (d / name.split(" ")[0].rstrip("/")).exists():
         STANDINS[name](d)
 
 
@@ -301,6 +381,39 @@ def check_scores(d: Path, r: Run) -> None:
     assert "psnr" in text.lower() and len(text.splitlines()) >= 2
 
 
+def check_verify(d: Path, r: Run) -> None:
+    assert "clip0" in r.stdout + r.stderr
+
+
+def check_degraded_pack(d: Path, r: Run) -> None:
+    meta = json.loads((d / "hr_x4.lmdb" / "meta.json").read_text())
+    assert meta["degradation"]["name"] == "bicubic" and meta["degradation"]["scale"] == 4, meta.get("degradation")
+
+
+def check_degraded_infer(d: Path, r: Run) -> None:
+    assert len(list((d / "out").rglob("*.png"))) == 5 and "PSNR" in r.stdout + r.stderr
+
+
+def check_file(name: str, text: str | None = None) -> Callable[[Path, Run], None]:
+    def check(d: Path, r: Run) -> None:
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, f"{name} not written"
+        if text is not None:
+            assert text in r.stdout + r.stderr, f"{text!r} not in the output"
+
+    return check
+
+
+def check_video_out(name: str) -> Callable[[Path, Run], None]:
+    def check(d: Path, r: Run) -> None:
+        assert _video_frames(d / name) == 6
+
+    return check
+
+
+def check_video_scores(d: Path, r: Run) -> None:
+    assert "tOF" in r.stdout + r.stderr and "PSNR" in r.stdout + r.stderr
+
+
 def check_ops(d: Path, r: Run) -> None:
     assert "cpu" in r.stdout
 
@@ -324,6 +437,27 @@ RECIPES: dict[str, Recipe] = {
         Recipe(("EDVR_L_deblur_REDS_official.pth", "frames/", "sharp/"), ("--no-progress",), check_frames_with_gt,
                timeout=600),
     "python -m edvr_fast.evaluate --pred out/ --gt sharp/": Recipe(("out/", "sharp/"), check=check_scores),
+    "python -m edvr_fast.data.info --verify my_clips.lmdb": Recipe(("my_clips.lmdb",), check=check_verify),
+    "python -m edvr_fast.data.pack hr_clips/ hr_x4.lmdb --degrade bicubic --scale 4":
+        Recipe(("hr_clips/",), ("--crop", "32"), check_degraded_pack),
+    "python -m edvr_fast.train --data hr_x4.lmdb --preset edvr-m-sr4 --set data.degrade.enabled=true":
+        Recipe(("hr_x4.lmdb",), TINY_TRAIN + ("--set", "data.sample.gt_size=32"), check_any_run),
+    "python -m edvr_fast.infer --checkpoint ckpt.pth --gt hr_test/ --degrade bicubic --scale 4":
+        Recipe(("ckpt.pth (x4)", "hr_test/"), ("--no-progress",), check_degraded_infer),
+    "python -m edvr_fast.export --checkpoint ckpt.pth --output edvr.onnx":
+        Recipe(("ckpt.pth",), ("--frames-size", "24x40"), check_file("edvr.onnx", "max abs")),
+    "python -m edvr_fast.export --checkpoint ckpt.pth --output edvr.pt2":
+        Recipe(("ckpt.pth",), check=check_file("edvr.pt2")),
+    "python -m edvr_fast.export --checkpoint ckpt.pth --format aoti --output edvr_aoti.pt2":
+        Recipe(("ckpt.pth",), ("--frames-size", "16x16"), check_file("edvr_aoti.pt2"), timeout=900),
+    "python -m edvr_fast.export --checkpoint edvrm_x4_8x4_600k_reds.pth --output edvr_m.safetensors":
+        Recipe(("edvrm_x4_8x4_600k_reds.pth",), check=check_file("edvr_m.safetensors")),
+    "python -m edvr_fast.infer --checkpoint ckpt.pth --input clip.mp4 --output restored.mkv --codec h265":
+        Recipe(("ckpt.pth", "clip.mp4"), ("--no-progress",), check_video_out("restored.mkv")),
+    "python -m edvr_fast.infer --checkpoint ckpt.pth --input clip.mp4 --output lossless.mkv --codec ffv1":
+        Recipe(("ckpt.pth", "clip.mp4"), ("--no-progress",), check_video_out("lossless.mkv")),
+    "python -m edvr_fast.evaluate --pred restored.mkv --gt sharp.mp4":
+        Recipe(("restored.mkv", "sharp.mp4"), check=check_video_scores),
 }
 
 
