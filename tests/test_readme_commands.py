@@ -160,14 +160,14 @@ logger:
 """)
 
 
-def make_ckpt(d: Path) -> None:
-    """ckpt.pth: a checkpoint of ours for a tiny deblurring EDVR (random weights)."""
+def make_ckpt(d: Path, scale: int = 1) -> None:
+    """ckpt.pth: a checkpoint of ours for a tiny EDVR (random weights), deblurring unless `scale` says."""
     import torch
 
     from edvr_fast.models import EDVR, EDVRParams
 
     p = EDVRParams(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
-                   scale=1)
+                   scale=scale)
     torch.save({"format": "edvr_fast", "model_params": p.to_dict(), "model": EDVR(p).state_dict()},
                d / "ckpt.pth")
 
@@ -245,18 +245,6 @@ def make_hr_test(d: Path) -> None:
     _frames(d / "hr_test", 5, 64, 64, seed=20, ext="png")
 
 
-def make_ckpt_x4(d: Path) -> None:
-    """ckpt.pth as a tiny x4 super-resolution checkpoint of ours (for the --degrade --scale 4 command)."""
-    import torch
-
-    from edvr_fast.models import EDVR, EDVRParams
-
-    p = EDVRParams(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
-                   scale=4)
-    torch.save({"format": "edvr_fast", "model_params": p.to_dict(), "model": EDVR(p).state_dict()},
-               d / "ckpt.pth")
-
-
 def make_mmagic(d: Path) -> None:
     """edvrm_x4_8x4_600k_reds.pth: EDVR-M x4 weights in mmagic's EDVRNet layout (keys under generator.)."""
     import torch
@@ -290,7 +278,7 @@ STANDINS: dict[str, Callable[[Path], None]] = {
     "hr_clips/": make_hr_clips,
     "hr_x4.lmdb": make_hr_pack,
     "hr_test/": make_hr_test,
-    "ckpt.pth (x4)": make_ckpt_x4,
+    "ckpt.pth (x4)": lambda d: make_ckpt(d, scale=4),  # for the --degrade --scale 4 command
     "edvrm_x4_8x4_600k_reds.pth": make_mmagic,
     "restored.mkv": make_video_pair,
     "sharp.mp4": make_video_pair,
