@@ -11,7 +11,7 @@ from clipkit import frame_pixels, write_clip
 
 from edvr_fast.data import pack as pack_mod
 from edvr_fast.data.degrade import degrade
-from edvr_fast.data.meta import load_meta
+from edvr_fast.data.meta import FORMAT_VERSION, load_meta
 from edvr_fast.data.store import ClipStore
 from edvr_fast.errors import DatasetError
 
@@ -33,7 +33,7 @@ def test_pack_writes_cropped_gt_and_derived_lq(gt_tree: Path, tmp_path: Path, me
     on_disk = json.loads((dst / "meta.json").read_text())
     assert on_disk["degradation"]["name"] == method and on_disk["degradation"]["scale"] == 4
     assert on_disk["degradation"]["edvr_fast_version"]
-    assert on_disk["format_version"] == 1  # an optional field: no version bump (FORMAT.md)
+    assert on_disk["format_version"] == FORMAT_VERSION  # an optional field: it bumps no version (FORMAT.md)
     assert load_meta(dst).degradation == on_disk["degradation"]
     with ClipStore(dst) as st:
         names = [c.name for c in st.clips]
