@@ -18,8 +18,15 @@ FAKE = "1.99.0+fake"
 
 # A child process whose build record claims another torch (the record is read before _C is imported).
 CHILD = f"""
-import sys, warnings
-import edvr_fast._extension as ext
+import importlib.util, sys, warnings
+from pathlib import Path
+# `import edvr_fast` registers the op (loading _C), so the fake goes in before the package is imported:
+# _extension is loaded on its own under its full name, patched, and the package then finds it in sys.modules.
+pkg = Path(importlib.util.find_spec("edvr_fast").submodule_search_locations[0])
+spec = importlib.util.spec_from_file_location("edvr_fast._extension", pkg / "_extension.py")
+ext = importlib.util.module_from_spec(spec)
+sys.modules["edvr_fast._extension"] = ext
+spec.loader.exec_module(ext)
 ext.built_for = lambda record=None: {FAKE!r}
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
