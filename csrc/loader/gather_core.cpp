@@ -45,12 +45,19 @@ uint16_t float_to_fp16(float f) {
   return static_cast<uint16_t>(sign | (v >> 13));
 }
 
+namespace {
+uint64_t frame_bytes(int H, int W, int C) {  // callers ensure H, W > 0 and C in {1, 3}
+  return static_cast<uint64_t>(H) * static_cast<uint64_t>(W) * static_cast<uint64_t>(C);
+}
+}  // namespace
+
 std::string check_task(const CropTask& t) {
   if (t.src == nullptr || t.dst == nullptr) return "null source or destination";
   if (t.C != 1 && t.C != 3) return "frames must have 1 or 3 channels, got " + std::to_string(t.C);
   if (t.H <= 0 || t.W <= 0) return "frame size must be positive";
-  const int64_t need = static_cast<int64_t>(t.H) * t.W * t.C;
-  if (t.src_bytes != need) {
+  // In uint64: H*W*C of two positive ints and C <= 3 stays below 2^64 (int64 overflowed: found by fuzz_crop_task).
+  const uint64_t need = frame_bytes(t.H, t.W, t.C);
+  if (t.src_bytes < 0 || static_cast<uint64_t>(t.src_bytes) != need) {
     return "frame buffer has " + std::to_string(t.src_bytes) + " bytes, expected " + std::to_string(t.H) + "x" +
            std::to_string(t.W) + "x" + std::to_string(t.C) + " = " + std::to_string(need);
   }
@@ -67,7 +74,11 @@ std::string check_task(const CropTask& t) {
 std::string check_geometry(const CropTask& t) {
   CropTask g = t;
   // H*W*C only once C and the sides are known sane (else check_task says why before it multiplies).
-  if ((g.C == 1 || g.C == 3) && g.H > 0 && g.W > 0) g.src_bytes = static_cast<int64_t>(g.H) * g.W * g.C;
+  if ((g.C == 1 || g.C == 3) && g.H > 0 && g.W > 0) {
+    const uint64_t need = frame_bytes(g.H, g.W, g.C);
+    // A frame too large for int64 bytes can never be allocated: -1 makes check_task refuse it by its size.
+    g.src_bytes = need <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(need) : -1;
+  }
   return check_task(g);
 }
 
