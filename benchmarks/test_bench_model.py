@@ -21,11 +21,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edvr_fast.config import DEFAULT_MODEL
 from edvr_fast.data.frames import read_clip_frames
 from edvr_fast.inference.engine import RestoreOptions, Restorer, frame_to_tensor, tensor_to_frame
 from edvr_fast.models import EDVR, build, preset
 from edvr_fast.models.blocks import AlignDCN
+from edvr_fast.train.demo import DEMO
 
 tv_ops = pytest.importorskip("torchvision.ops", reason="torchvision is the baseline (pip install .[test])")
 
@@ -86,6 +86,8 @@ def _peak(device: str, fn, calls: int) -> dict:
 TRAIN_CUDA = {"edvr-m-sr4 b16 64x64": ("edvr-m-sr4", {}, 16, 64),
               "edvr-m-deblur b16 256x256": ("edvr-m-deblur", {}, 16, 256),
               "edvr-l-sr4 b16 64x64": ("edvr-l-sr4", {}, 16, 64)}
+# The built-in default run's model (edvr_fast/train/demo.py), deblurring at scale 1.
+DEFAULT_MODEL = {k.split(".", 1)[1]: v for k, v in DEMO.items() if k.startswith("model.")}
 TRAIN_CPU = {"default-run b4 32x32": ("edvr-m-deblur", dict(DEFAULT_MODEL, hr_in=False, with_predeblur=False), 4, 32),
              "edvr-m-sr4 b2 32x32": ("edvr-m-sr4", {}, 2, 32)}
 
