@@ -45,6 +45,8 @@ at::Tensor pixel_uniform(const at::Tensor& t) {
   return t.stride(2) == t.size(3) * t.stride(3) ? t : t.contiguous();
 }
 
+bool fast_path_applies(at::ScalarType st, int64_t C, int64_t H, int64_t W, int64_t groups, int64_t offset_groups);
+
 template <typename scalar_t>
 struct Plan {
   Geometry geo;
@@ -74,10 +76,8 @@ Plan<scalar_t> make_plan(const Geometry& geo, int64_t groups, const at::Tensor& 
   P.msk = mask.data_ptr<scalar_t>();
   P.sm = pixel_strides(mask);
   const int Cg = geo.channels_per_group();
-#if defined(EDVR_FAST_HAVE_AVX2)
-  P.fast = std::is_same_v<scalar_t, float> && Cg % 8 == 0 && P.Cig % Cg == 0 &&
-           int64_t(geo.H + 1) * (geo.W + 1) < (int64_t(1) << 31) && avx2::supported();
-#endif
+  P.fast = std::is_same_v<scalar_t, float> && fast_path_applies(at::kFloat, geo.C, geo.H, geo.W, groups,
+                                                                 geo.offset_groups);
   if (P.fast) {
     for (int g = 0; g < geo.offset_groups; ++g) {
       const int gg = g * Cg / P.Cig;
@@ -393,7 +393,23 @@ bool channels_last_dense(const at::Tensor& t) {
   return t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+bool fast_path_applies(at::ScalarType st, int64_t C, int64_t H, int64_t W, int64_t groups, int64_t offset_groups) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if (st != at::kFloat || groups <= 0 || offset_groups <= 0 || C % groups != 0 || C % offset_groups != 0) return false;
+  const int64_t Cg = C / offset_groups, Cig = C / groups;
+  return Cg % 8 == 0 && Cig % Cg == 0 && (H + 1) * (W + 1) < (int64_t(1) << 31) && avx2::supported();
+#else
+  (void)st, (void)C, (void)H, (void)W, (void)groups, (void)offset_groups;
+  return false;
+#endif
+}
+
 }  // namespace
+
+bool has_fast_path(const at::Tensor& input, int64_t groups, int64_t offset_groups) {
+  return input.dim() == 4 &&
+         fast_path_applies(input.scalar_type(), input.size(1), input.size(2), input.size(3), groups, offset_groups);
+}
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& offset_, const at::Tensor& mask_,
                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
