@@ -158,6 +158,11 @@ def build_extensions():
     cxx = ["-O3", "-fvisibility=hidden"]
     include_dirs = [str(ROOT / "csrc")]
     kwargs: dict = {}
+    # at::parallel_for is a header template: compiled without -fopenmp it runs every loop on one thread
+    # (ATen's INTRA_OP_PARALLEL needs _OPENMP). Torch's own libgomp serves the pragmas at run time.
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        cxx.append("-fopenmp")
+        kwargs["extra_link_args"] = ["-fopenmp"]
     if with_cuda:
         sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "ops" / "cuda").glob("*.cu"))
         define.append(("EDVR_FAST_WITH_CUDA", None))

@@ -117,6 +117,7 @@ def test_float64_gradcheck(device):
 def test_chunked_batch_matches(monkeypatch, device):
     """A column budget smaller than one batch forces several chunks; results must not change."""
     shape = dict(N=37, C=16, Co=8, H=11, W=13, kh=3, kw=3, offset_groups=4)
+    monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "columns")  # the kernel with a column budget (CPU: not the default)
     monkeypatch.setenv("EDVR_FAST_DCN_COLUMN_BUDGET_MB", "0.05")
     _check_against_reference(shape, torch.float32, seed=3, device=device)
 

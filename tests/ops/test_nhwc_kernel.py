@@ -1,5 +1,6 @@
-"""The NHWC CPU kernel (EDVR_FAST_DCN_KERNEL=nhwc) against the float64 fallback, channels_last in and out
-without copies of the feature map, deterministic backward; and the kernel switch itself."""
+"""The NHWC CPU kernel (the CPU default, EDVR_FAST_DCN_KERNEL=nhwc) and the column kernel it replaced
+(=columns, the benchmarks' baseline) against the float64 fallback, channels_last in and out without copies
+of the feature map, deterministic backward; and the kernel switch itself."""
 
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ def _run(args, conv, channels_last):
     return out, t
 
 
+@pytest.mark.parametrize("kernel", ["nhwc", "columns"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_nhwc_kernel_matches_float64_fallback(monkeypatch, shape, dtype, channels_last):
-    monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "nhwc")
+def test_nhwc_kernel_matches_float64_fallback(monkeypatch, shape, dtype, channels_last, kernel):
+    monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", kernel)
     args64, conv = make_case(**shape, seed=5)
     args = [a.to(dtype) if a is not None else None for a in args64]
     x, off, m, w, b = (a.double() if a is not None else None for a in args)

@@ -1,6 +1,8 @@
 // CPU kernels of edvr_fast::modulated_deform_conv2d and its backward, registered for the CPU key: the
-// column kernel below by default, and under EDVR_FAST_DCN_KERNEL=nhwc the NHWC tiled kernel
-// (modulated_deform_conv_nhwc_cpu.cpp; opt-in until it is faster on a loaded 2-core machine). The column kernel has the design of the CUDA kernels (../modulated_deform_conv_driver.h): a column
+// NHWC kernel (modulated_deform_conv_nhwc_cpu.cpp) by default where its AVX2 path applies, the column
+// kernel below elsewhere (faster than the NHWC kernel's scalar rows, BENCHMARKS.md); EDVR_FAST_DCN_KERNEL
+// picks one (columns is the benchmarks' baseline, the CPU kernel before nhwc). The column kernel has
+// the design of the CUDA kernels (../modulated_deform_conv_driver.h): a column
 // gather, GEMMs, and a fused column-gradient step, with the per-item math of cuda/modulated_deform_conv_math.cuh.
 // Threads (at::parallel_for) split the gather by work item; the backward gives each (image, offset
 // group) to one thread, which owns that group's grad_input channels: no atomics, deterministic.
@@ -78,10 +80,21 @@ struct CpuBackend {
   }
 };
 
+bool use_nhwc(const at::Tensor& input, int64_t groups, int64_t offset_groups) {
+  switch (dcn::kernel_choice()) {
+    case dcn::Kernel::Nhwc:
+      return true;
+    case dcn::Kernel::Columns:
+      return false;
+    default:
+      return dcn::nhwc::has_fast_path(input, groups, offset_groups);
+  }
+}
+
 at::Tensor mdcn_forward_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                             const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t offset_groups) {
-  if (dcn::kernel_choice() == dcn::Kernel::Nhwc) {
+  if (use_nhwc(input, groups, offset_groups)) {
     return dcn::nhwc::forward(input, offset, mask, weight, bias, stride, padding, dilation, groups, offset_groups);
   }
   return dcn::forward<CpuBackend>(input, offset, mask, weight, bias, stride, padding, dilation, groups, offset_groups);
@@ -91,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
     const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
     const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
     int64_t groups, int64_t offset_groups) {
-  if (dcn::kernel_choice() == dcn::Kernel::Nhwc) {
+  if (use_nhwc(input, groups, offset_groups)) {
     return dcn::nhwc::backward(grad_out, input, offset, mask, weight, stride, padding, dilation, groups,
                                offset_groups);
   }

@@ -1,9 +1,14 @@
-// The NHWC (channels-last) CPU kernel of edvr_fast::modulated_deform_conv2d, the CPU default: tiles of
-// output pixels are gathered into a small column tile (pixel-major, channels contiguous) that feeds GEMMs.
-// Per (pixel, tap, offset group) the offset, mask and bilinear weights are computed once and the four
-// corners are read as contiguous channel runs (dcn_nhwc_rows.h). No C*K x N*L column buffer exists: a
-// tile stays in cache. The backward gives each work unit (a fixed partition that depends on the shape
-// only) its own grad_weight and grad_input accumulators, summed in unit order: deterministic.
+// The NHWC (channels-last) CPU kernel of edvr_fast::modulated_deform_conv2d. The flattened output pixels
+// (image, pixel) are walked in blocks; each block is split into one chunk per thread, and
+//   1. the threads gather their chunks' column rows (pixel-major, the channels of a tap contiguous) into
+//      the block's column tile: per (tap, offset group) the offsets, masks and bilinear weights of eight
+//      pixels are computed at once in vector registers and the four corners read as runs of 8 floats
+//      (dcn_lanes_avx2.h; other dtypes and CPUs: the scalar rows of dcn_nhwc_rows.h);
+//   2. one multithreaded GEMM per block (MKL/oneDNN through ATen) multiplies the tile with the weights.
+// GEMMs never run inside the parallel region: concurrent single-threaded BLAS calls serialise (measured,
+// BENCHMARKS.md). A block's tile is a few MiB; no C*K x N*L column buffer exists. The backward does the
+// same and scatters grad_input into one fp32 NHWC buffer per chunk index (a partition that depends on the
+// shape and the thread count only), summed in chunk order at the end: deterministic.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -12,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu/dcn_lanes_avx2.h"
 #include "ops/cpu/dcn_nhwc_rows.h"
 #include "ops/cpu/modulated_deform_conv_nhwc_cpu.h"
 #include "ops/modulated_deform_conv_driver.h"
@@ -21,29 +27,39 @@ namespace dcn {
 namespace nhwc {
 namespace {
 
-// Work units of the backward: at least this many (shape-dependent only, so results do not depend on
-// the number of threads), whole images when the batch has as many.
-constexpr int64_t kUnits = 8;
-// Bytes of one column tile (pixels x C*K); two live per thread in the backward.
-constexpr int64_t kTileBytes = int64_t(384) << 10;
+// Bytes of column rows per thread chunk (the tile stays in L2 while the GEMM reads it).
+constexpr int64_t kChunkBytes = int64_t(192) << 10;
+// Rows of a block at least (the GEMMs' M): smaller GEMMs lose efficiency (BENCHMARKS.md).
+constexpr int64_t kMinBlockRows = 512;
+// The backward keeps one grad_input buffer per worker: at most this many workers.
+constexpr int64_t kMaxBackwardWorkers = 8;
 
-struct Strides {
-  int64_t n, c, h, w;
+// Image, channel and pixel strides of a tensor whose pixels lie at one stride (NCHW or NHWC dense).
+struct PixelStrides {
+  int64_t n, c, p;
 };
 
-Strides strides_of(const at::Tensor& t) { return Strides{t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+PixelStrides pixel_strides(const at::Tensor& t) { return PixelStrides{t.stride(0), t.stride(1), t.stride(3)}; }
+
+at::Tensor pixel_uniform(const at::Tensor& t) {
+  return t.stride(2) == t.size(3) * t.stride(3) ? t : t.contiguous();
+}
+
+bool fast_path_applies(at::ScalarType st, int64_t C, int64_t H, int64_t W, int64_t groups, int64_t offset_groups);
 
 template <typename scalar_t>
 struct Plan {
   Geometry geo;
   int Cig;           // input channels per conv group
-  int64_t CK;        // columns of a tile row: C*K, ordered (conv group, tap, channel in group)
-  int64_t tile;      // pixels per tile
-  const scalar_t* in;  // NHWC
+  int64_t CK;        // columns of a row: C*K, ordered (conv group, tap, channel in group)
+  int64_t image;     // H*W*C
+  const scalar_t* in;  // NHWC dense
   const scalar_t* off;
-  Strides so;
+  PixelStrides so;
   const scalar_t* msk;
-  Strides sm;
+  PixelStrides sm;
+  std::vector<int64_t> col0;  // per offset group, the column of its channel 0 at tap 0 (fast path)
+  bool fast = false;          // the AVX2 float path applies
 };
 
 template <typename scalar_t>
@@ -53,18 +69,37 @@ Plan<scalar_t> make_plan(const Geometry& geo, int64_t groups, const at::Tensor& 
   P.geo = geo;
   P.Cig = static_cast<int>(geo.C / groups);
   P.CK = int64_t(geo.C) * geo.K();
-  const int64_t per_pixel = P.CK * static_cast<int64_t>(sizeof(scalar_t));
-  P.tile = std::max<int64_t>(8, std::min<int64_t>(int64_t(geo.L()), kTileBytes / std::max<int64_t>(per_pixel, 1)));
+  P.image = int64_t(geo.H) * geo.W * geo.C;
   P.in = in.data_ptr<scalar_t>();
   P.off = offset.data_ptr<scalar_t>();
-  P.so = strides_of(offset);
+  P.so = pixel_strides(offset);
   P.msk = mask.data_ptr<scalar_t>();
-  P.sm = strides_of(mask);
+  P.sm = pixel_strides(mask);
+  const int Cg = geo.channels_per_group();
+  P.fast = std::is_same_v<scalar_t, float> && fast_path_applies(at::kFloat, geo.C, geo.H, geo.W, groups,
+                                                                 geo.offset_groups);
+  if (P.fast) {
+    for (int g = 0; g < geo.offset_groups; ++g) {
+      const int gg = g * Cg / P.Cig;
+      P.col0.push_back(int64_t(gg) * geo.K() * P.Cig + (g * Cg - gg * P.Cig));
+    }
+  }
   return P;
 }
 
-// Calls f(column, channel, count) for the runs of channels [c0, c1) that are contiguous in a tile row of
-// tap k: a run ends where a conv group ends.
+// Calls f(n, p0, p1, row) for the runs of the flattened pixels [q0, q1) that lie in one image n (pixels
+// [p0, p1) of it); row is the block row of p0 (blocks start at qb).
+template <typename F>
+inline void for_segments(int64_t L, int64_t q0, int64_t q1, int64_t qb, F&& f) {
+  for (int64_t q = q0; q < q1;) {
+    const int64_t n = q / L, p0 = q % L, p1 = std::min(L, p0 + (q1 - q));
+    f(n, p0, p1, q - qb);
+    q += p1 - p0;
+  }
+}
+
+// Calls f(column, channel, count) for the runs of channels [c0, c1) that are contiguous in a row at tap
+// k: a run ends where a conv group ends.
 template <typename F>
 inline void for_runs(int c0, int c1, int k, int K, int Cig, F&& f) {
   for (int c = c0; c < c1;) {
@@ -75,52 +110,27 @@ inline void for_runs(int c0, int c1, int k, int K, int Cig, F&& f) {
   }
 }
 
-// dst[row][ch] = src[n][ch][pixel p0 + row] for ch < channels: a tile's offsets (or masks), pixel-major,
-// read along the source's fastest dimension (planes of an NCHW tensor, pixels of an NHWC one).
-template <typename scalar_t, typename acc_t>
-void stage(const scalar_t* src_n, const Strides& s, int channels, const Geometry& geo, int64_t p0, int64_t p1,
-           acc_t* dst) {
-  const int64_t np = p1 - p0;
-  if (s.h == int64_t(geo.Wo) * s.w) {  // pixels at a fixed stride
-    const scalar_t* base = src_n + p0 * s.w;
-    if (s.c < s.w) {
-      for (int64_t r = 0; r < np; ++r) {
-        for (int ch = 0; ch < channels; ++ch) dst[r * channels + ch] = acc_t(base[r * s.w + ch * s.c]);
-      }
-    } else {
-      for (int ch = 0; ch < channels; ++ch) {
-        for (int64_t r = 0; r < np; ++r) dst[r * channels + ch] = acc_t(base[r * s.w + ch * s.c]);
-      }
-    }
-    return;
-  }
-  for (int64_t r = 0; r < np; ++r) {
-    const int64_t p = p0 + r;
-    const scalar_t* px = src_n + (p / geo.Wo) * s.h + (p % geo.Wo) * s.w;
-    for (int ch = 0; ch < channels; ++ch) dst[r * channels + ch] = acc_t(px[ch * s.c]);
-  }
-}
+// ---- scalar rows: any dtype, any channel count -------------------------------------------------------
 
-// Calls f(row, k, g, by, bx, dy, dx, m, ho, wo) for each (pixel, tap, offset group) of pixels [p0, p1)
-// of image n; row is the pixel's index in the tile. scratch holds tile * 3*G*K values.
+// Calls f(row, k, g, by, bx, dy, dx, m, p) for each (pixel, tap, offset group) of pixels [p0, p1) of
+// image n; row counts from p0.
 template <typename scalar_t, typename acc_t, typename F>
-inline void for_samples(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, acc_t* scratch, F&& f) {
+inline void for_samples(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, F&& f) {
   const Geometry& geo = P.geo;
   const int K = geo.K(), G = geo.offset_groups;
-  acc_t* offs = scratch;
-  acc_t* msks = scratch + P.tile * 2 * G * K;
-  stage<scalar_t, acc_t>(P.off + n * P.so.n, P.so, 2 * G * K, geo, p0, p1, offs);
-  stage<scalar_t, acc_t>(P.msk + n * P.sm.n, P.sm, G * K, geo, p0, p1, msks);
+  const scalar_t* off_n = P.off + n * P.so.n;
+  const scalar_t* msk_n = P.msk + n * P.sm.n;
   int ho = static_cast<int>(p0 / geo.Wo), wo = static_cast<int>(p0 % geo.Wo);
   for (int64_t p = p0; p < p1; ++p) {
-    const acc_t* op = offs + (p - p0) * 2 * G * K;
-    const acc_t* mp = msks + (p - p0) * G * K;
     for (int k = 0; k < K; ++k) {
       int by, bx;
       base_position(geo, ho, wo, k, &by, &bx);
       for (int g = 0; g < G; ++g) {
         const int oc = offset_channel(g, k, K);
-        f(p - p0, k, g, by, bx, op[oc], op[oc + 1], mp[mask_channel(g, k, K)], ho, wo);
+        const acc_t dy = acc_t(off_n[oc * P.so.c + p * P.so.p]);
+        const acc_t dx = acc_t(off_n[(oc + 1) * P.so.c + p * P.so.p]);
+        const acc_t m = acc_t(msk_n[mask_channel(g, k, K) * P.sm.c + p * P.sm.p]);
+        f(p - p0, k, g, by, bx, dy, dx, m, p);
       }
     }
     if (++wo == geo.Wo) {
@@ -130,16 +140,15 @@ inline void for_samples(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t 
   }
 }
 
-// cols[row][col(c, k)] = m * bilinear(input[n], channel c, tap k) for the pixels [p0, p1) of image n.
 template <typename scalar_t, typename acc_t>
-void gather_tile(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, scalar_t* cols, acc_t* scratch) {
+void gather_scalar(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, scalar_t* rows) {
   const Geometry& geo = P.geo;
   const int K = geo.K(), C = geo.C, Cg = geo.channels_per_group();
-  const scalar_t* in_n = P.in + n * int64_t(geo.H) * geo.W * C;
-  for_samples<scalar_t, acc_t>(P, n, p0, p1, scratch, [&](int64_t row, int k, int g, int by, int bx, acc_t dy, acc_t dx,
-                                                   acc_t m, int, int) {
+  const scalar_t* in_n = P.in + n * P.image;
+  for_samples<scalar_t, acc_t>(P, n, p0, p1, [&](int64_t row, int k, int g, int by, int bx, acc_t dy, acc_t dx,
+                                                 acc_t m, int64_t) {
     const Sample<acc_t> s = make_sample<acc_t>(by, bx, dy, dx, geo.H, geo.W);
-    scalar_t* dst = cols + row * P.CK;
+    scalar_t* dst = rows + row * P.CK;
     for_runs(g * Cg, (g + 1) * Cg, k, K, P.Cig, [&](int64_t col, int c, int cnt) {
       const scalar_t* src[4];
       for (int q = 0; q < s.nv; ++q) src[q] = in_n + s.pix[q] * C + c;
@@ -148,20 +157,17 @@ void gather_tile(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, sca
   });
 }
 
-// From the column gradient of pixels [p0, p1) of image n: grad_offset and grad_mask of those pixels
-// (written once) and their share of grad_input, added into gin (NHWC, one image).
 template <typename scalar_t, typename acc_t, typename gin_t>
-void backward_tile(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, const scalar_t* gcols, gin_t* gin,
-                   scalar_t* goff, const Strides& sgo, scalar_t* gmsk, const Strides& sgm, acc_t* scratch) {
+void backward_scalar(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, const scalar_t* grows,
+                     gin_t* gin_n, scalar_t* goff_n, const PixelStrides& sgo, scalar_t* gmsk_n,
+                     const PixelStrides& sgm) {
   const Geometry& geo = P.geo;
   const int K = geo.K(), C = geo.C, Cg = geo.channels_per_group();
-  const scalar_t* in_n = P.in + n * int64_t(geo.H) * geo.W * C;
-  scalar_t* goff_n = goff + n * sgo.n;
-  scalar_t* gmsk_n = gmsk + n * sgm.n;
-  for_samples<scalar_t, acc_t>(P, n, p0, p1, scratch, [&](int64_t row, int k, int g, int by, int bx, acc_t dy, acc_t dx,
-                                                   acc_t m, int ho, int wo) {
+  const scalar_t* in_n = P.in + n * P.image;
+  for_samples<scalar_t, acc_t>(P, n, p0, p1, [&](int64_t row, int k, int g, int by, int bx, acc_t dy, acc_t dx,
+                                                 acc_t m, int64_t p) {
     const Sample<acc_t> s = make_sample<acc_t>(by, bx, dy, dx, geo.H, geo.W);
-    const scalar_t* gc = gcols + row * P.CK;
+    const scalar_t* gc = grows + row * P.CK;
     acc_t sums[3] = {acc_t(0), acc_t(0), acc_t(0)};
     if (s.nv > 0) {
       for_runs(g * Cg, (g + 1) * Cg, k, K, P.Cig, [&](int64_t col, int c, int cnt) {
@@ -169,18 +175,194 @@ void backward_tile(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, c
         gin_t* dst[4];
         for (int q = 0; q < s.nv; ++q) {
           src[q] = in_n + s.pix[q] * C + c;
-          dst[q] = gin + s.pix[q] * C + c;
+          dst[q] = gin_n + s.pix[q] * C + c;
         }
         backward_row<scalar_t, acc_t, gin_t>(gc + col, src, dst, s, m, cnt, sums);
       });
     }
     const int oc = offset_channel(g, k, K);
-    scalar_t* go = goff_n + int64_t(ho) * sgo.h + int64_t(wo) * sgo.w;
-    go[oc * sgo.c] = static_cast<scalar_t>(m * sums[1]);
-    go[(oc + 1) * sgo.c] = static_cast<scalar_t>(m * sums[2]);
-    gmsk_n[int64_t(mask_channel(g, k, K)) * sgm.c + int64_t(ho) * sgm.h + int64_t(wo) * sgm.w] =
-        static_cast<scalar_t>(sums[0]);
+    goff_n[oc * sgo.c + p * sgo.p] = static_cast<scalar_t>(m * sums[1]);
+    goff_n[(oc + 1) * sgo.c + p * sgo.p] = static_cast<scalar_t>(m * sums[2]);
+    gmsk_n[mask_channel(g, k, K) * sgm.c + p * sgm.p] = static_cast<scalar_t>(sums[0]);
   });
+}
+
+// ---- AVX2 rows: float, offset groups of 8k channels --------------------------------------------------
+#if defined(EDVR_FAST_HAVE_AVX2)
+// Every function in this region, lambdas included, is compiled for AVX2 + FMA.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+// Eight values at ptr, ptr + stride, ...; lanes past `lanes` read as 0.
+EDVR_AVX2 inline __m256 load8(const float* ptr, int64_t stride, int lanes) {
+  if (stride == 1 && lanes == 8) return _mm256_loadu_ps(ptr);
+  alignas(32) float v[8] = {};
+  for (int j = 0; j < lanes; ++j) v[j] = ptr[j * stride];
+  return _mm256_load_ps(v);
+}
+
+EDVR_AVX2 inline void store8(float* ptr, int64_t stride, int lanes, __m256 x) {
+  if (stride == 1 && lanes == 8) return _mm256_storeu_ps(ptr, x);
+  alignas(32) float v[8];
+  _mm256_store_ps(v, x);
+  for (int j = 0; j < lanes; ++j) ptr[j * stride] = v[j];
+}
+
+// Calls f(plan, lanes, k, g, row, pixel) for each group of eight pixels of [p0, p1) of image n and each
+// (tap, offset group) of it (row: the group's first pixel counted from p0). Pixel groups are the outer
+// loop, so the corners a group reads stay in L1 over its taps and offset groups. NCHW offset and mask
+// planes are first copied for the pixels of the call (one contiguous run per plane, which the hardware
+// prefetches; reading 3*G*K planes 8 pixels at a time does not).
+template <typename F>
+EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, F&& f) {
+  const Geometry& geo = P.geo;
+  const int K = geo.K(), G = geo.offset_groups;
+  const int64_t np = p1 - p0, np8 = (np + 7) / 8 * 8;
+  // Whole-pixel base positions of the pixels (tap 0), padded to whole groups of eight.
+  std::vector<int32_t> base(2 * np8);
+  int32_t* by0 = base.data();
+  int32_t* bx0 = base.data() + np8;
+  int ho = static_cast<int>(p0 / geo.Wo), wo = static_cast<int>(p0 % geo.Wo);
+  for (int64_t r = 0; r < np8; ++r) {
+    by0[r] = ho * geo.sh - geo.ph;
+    bx0[r] = wo * geo.sw - geo.pw;
+    if (r + 1 < np && ++wo == geo.Wo) {  // padding lanes repeat the last pixel (they are inactive)
+      wo = 0;
+      ++ho;
+    }
+  }
+  // Offsets and masks as (pointer, channel stride, pixel stride) from pixel p0 on.
+  const int oc_count = 2 * G * K, mc_count = G * K;
+  std::vector<float> staged;
+  const auto source = [&](const float* t_n, const PixelStrides& s, int channels, int64_t at, const float** ptr,
+                          int64_t* sc, int64_t* sp) {
+    if (s.p != 1) {
+      *ptr = t_n + p0 * s.p;
+      *sc = s.c;
+      *sp = s.p;
+      return;
+    }
+    for (int ch = 0; ch < channels; ++ch) {
+      std::copy(t_n + ch * s.c + p0, t_n + ch * s.c + p1, staged.data() + at + ch * np8);
+    }
+    *ptr = staged.data() + at;
+    *sc = np8;
+    *sp = 1;
+  };
+  staged.resize(((P.so.p == 1 ? oc_count : 0) + (P.sm.p == 1 ? mc_count : 0)) * np8);
+  const float* offs;
+  const float* msks;
+  int64_t osc, osp, msc, msp;
+  source(P.off + n * P.so.n, P.so, oc_count, 0, &offs, &osc, &osp);
+  source(P.msk + n * P.sm.n, P.sm, mc_count, P.so.p == 1 ? oc_count * np8 : 0, &msks, &msc, &msp);
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  avx2::Plan8 plan;
+  for (int64_t r = 0; r < np; r += 8) {
+    const int lanes = static_cast<int>(std::min<int64_t>(8, np - r));
+    const __m256i active = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), iota);
+    const __m256i by_r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(by0 + r));
+    const __m256i bx_r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx0 + r));
+    for (int k = 0; k < K; ++k) {
+      const __m256i by = _mm256_add_epi32(by_r, _mm256_set1_epi32((k / geo.kw) * geo.dh));
+      const __m256i bx = _mm256_add_epi32(bx_r, _mm256_set1_epi32((k % geo.kw) * geo.dw));
+      for (int g = 0; g < G; ++g) {
+        const int64_t oc = offset_channel(g, k, K), mc = mask_channel(g, k, K);
+        const __m256 dy = load8(offs + oc * osc + r * osp, osp, lanes);
+        const __m256 dx = load8(offs + (oc + 1) * osc + r * osp, osp, lanes);
+        const __m256 m = load8(msks + mc * msc + r * msp, msp, lanes);
+        avx2::plan8(by, bx, dy, dx, m, active, geo.H, geo.W, &plan);
+        f(plan, lanes, k, g, r, p0 + r);
+      }
+    }
+  }
+}
+
+EDVR_AVX2 void gather_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, float* rows,
+                           const float* zeros) {
+  const Geometry& geo = P.geo;
+  const int C = geo.C, Cg = geo.channels_per_group(), V = Cg / 8;
+  const float* in_n = P.in + n * P.image;
+  for_lanes(P, n, p0, p1, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t) {
+    avx2::locate8(&plan, in_n + g * Cg, C, zeros, nullptr, nullptr);
+    float* dst = rows + row * P.CK + P.col0[g] + int64_t(k) * P.Cig;
+    if (V == 1) {
+      avx2::gather8<1>(plan, lanes, 1, dst, P.CK);
+    } else {
+      avx2::gather8<0>(plan, lanes, V, dst, P.CK);
+    }
+  });
+}
+
+EDVR_AVX2 void backward_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, const float* grows,
+                             float* gin_n, float* goff_n, const PixelStrides& sgo, float* gmsk_n,
+                             const PixelStrides& sgm, const float* zeros, float* sink) {
+  const Geometry& geo = P.geo;
+  const int K = geo.K(), C = geo.C, Cg = geo.channels_per_group(), V = Cg / 8;
+  const float* in_n = P.in + n * P.image;
+  alignas(32) float sv[8], sy[8], sx[8];
+  for_lanes(P, n, p0, p1, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t pg) {
+    avx2::locate8(&plan, in_n + g * Cg, C, zeros, gin_n + g * Cg, sink);
+    const float* gc = grows + row * P.CK + P.col0[g] + int64_t(k) * P.Cig;
+    if (V == 1) {
+      avx2::backward8<1>(plan, lanes, 1, gc, P.CK, sv, sy, sx);
+    } else {
+      avx2::backward8<0>(plan, lanes, V, gc, P.CK, sv, sy, sx);
+    }
+    const __m256 m = _mm256_load_ps(plan.m);
+    const int64_t oc = offset_channel(g, k, K), mc = mask_channel(g, k, K);
+    store8(goff_n + oc * sgo.c + pg * sgo.p, sgo.p, lanes, _mm256_mul_ps(m, _mm256_load_ps(sy)));
+    store8(goff_n + (oc + 1) * sgo.c + pg * sgo.p, sgo.p, lanes, _mm256_mul_ps(m, _mm256_load_ps(sx)));
+    store8(gmsk_n + mc * sgm.c + pg * sgm.p, sgm.p, lanes, _mm256_load_ps(sv));
+  });
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // EDVR_FAST_HAVE_AVX2
+
+template <typename scalar_t, typename acc_t>
+void gather(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, scalar_t* rows, const float* zeros) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (P.fast) return gather_fast(P, n, p0, p1, rows, zeros);
+  }
+#endif
+  (void)zeros;
+  gather_scalar<scalar_t, acc_t>(P, n, p0, p1, rows);
+}
+
+template <typename scalar_t, typename acc_t, typename gin_t>
+void backward_rows(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, const scalar_t* grows, gin_t* gin_n,
+                   scalar_t* goff_n, const PixelStrides& sgo, scalar_t* gmsk_n, const PixelStrides& sgm,
+                   const float* zeros, float* sink) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (P.fast) return backward_fast(P, n, p0, p1, grows, gin_n, goff_n, sgo, gmsk_n, sgm, zeros, sink);
+  }
+#endif
+  (void)zeros;
+  (void)sink;
+  backward_scalar<scalar_t, acc_t, gin_t>(P, n, p0, p1, grows, gin_n, goff_n, sgo, gmsk_n, sgm);
+}
+
+// ---- blocks ------------------------------------------------------------------------------------------
+
+// Rows of one chunk: a multiple of 8 near kChunkBytes of columns.
+int64_t rows_per_chunk(int64_t CK, int64_t elem) {
+  const int64_t rows = kChunkBytes / std::max<int64_t>(1, CK * elem);
+  return std::max<int64_t>(8, rows / 8 * 8);
+}
+
+// Rows of a block: whole chunks, the same number for each worker, and at least kMinBlockRows.
+int64_t rows_per_block(int64_t rows, int64_t workers) {
+  return rows * workers * std::max<int64_t>(1, (kMinBlockRows + rows * workers - 1) / (rows * workers));
 }
 
 // [N, C, H, W] as [N, H*W, C] (a view for contiguous and channels-last tensors).
@@ -188,21 +370,55 @@ at::Tensor pixels_by_channels(const at::Tensor& t) {
   return t.permute({0, 2, 3, 1}).view({t.size(0), t.size(2) * t.size(3), t.size(1)});
 }
 
-// Weight [Co, Cig, kh, kw] as [groups, Cog, K*Cig], columns ordered (tap, channel) like a tile row.
+// Weight [Co, Cig, kh, kw] as [groups, Cog, K*Cig], columns ordered (tap, channel) like a row.
 at::Tensor weight_by_tap(const at::Tensor& weight, int64_t groups) {
   const int64_t Co = weight.size(0);
   return weight.permute({0, 2, 3, 1}).contiguous().view({groups, Co / groups, -1});
 }
 
+// Calls f(rows_of_pixels [n_rows, Co] view, block row, count) for the GEMM-sized pieces of the flattened
+// pixels [qb, qe) of t_lc ([N, L, Co]): the whole block at once when t is channels-last dense.
+template <typename F>
+void for_gemm_pieces(const at::Tensor& t_lc, bool dense, int64_t L, int64_t qb, int64_t qe, F&& f) {
+  if (dense) {
+    f(t_lc.view({-1, t_lc.size(2)}).narrow(0, qb, qe - qb), int64_t(0), qe - qb);
+    return;
+  }
+  for_segments(L, qb, qe, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
+    f(t_lc[n].narrow(0, p0, p1 - p0), row, p1 - p0);
+  });
+}
+
+bool channels_last_dense(const at::Tensor& t) {
+  return t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+bool fast_path_applies(at::ScalarType st, int64_t C, int64_t H, int64_t W, int64_t groups, int64_t offset_groups) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if (st != at::kFloat || groups <= 0 || offset_groups <= 0 || C % groups != 0 || C % offset_groups != 0) return false;
+  const int64_t Cg = C / offset_groups, Cig = C / groups;
+  return Cg % 8 == 0 && Cig % Cg == 0 && (H + 1) * (W + 1) < (int64_t(1) << 31) && avx2::supported();
+#else
+  (void)st, (void)C, (void)H, (void)W, (void)groups, (void)offset_groups;
+  return false;
+#endif
+}
+
 }  // namespace
 
-at::Tensor forward(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+bool has_fast_path(const at::Tensor& input, int64_t groups, int64_t offset_groups) {
+  return input.dim() == 4 &&
+         fast_path_applies(input.scalar_type(), input.size(1), input.size(2), input.size(3), groups, offset_groups);
+}
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& offset_, const at::Tensor& mask_,
                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t offset_groups) {
   const Geometry geo =
-      check_args("CPU", at::kCPU, input, offset, mask, weight, stride, padding, dilation, groups, offset_groups);
+      check_args("CPU", at::kCPU, input, offset_, mask_, weight, stride, padding, dilation, groups, offset_groups);
   const at::MemoryFormat fmt = layout_of(input);
   const at::Tensor in = input.contiguous(at::MemoryFormat::ChannelsLast);  // no copy when channels-last
+  const at::Tensor offset = pixel_uniform(offset_), mask = pixel_uniform(mask_);
   const int64_t N = input.size(0), Co = weight.size(0), L = geo.L(), Cog = Co / groups;
   at::Tensor out = at::empty({N, Co, geo.Ho, geo.Wo}, input.options().memory_format(fmt));
   if (N == 0) return out;
@@ -210,20 +426,28 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& offset, const at::
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->to(input.scalar_type()) : at::Tensor();
   const at::Tensor out_lc = pixels_by_channels(out);
+  const bool dense = channels_last_dense(out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_nhwc_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Plan<scalar_t> P = make_plan<scalar_t>(geo, groups, in, offset, mask);
-    const int64_t tiles_per_image = (L + P.tile - 1) / P.tile;
-    const int64_t KCg = P.CK / groups;
-    at::parallel_for(0, N * tiles_per_image, 1, [&](int64_t begin, int64_t end) {
-      at::Tensor cols = at::empty({P.tile, P.CK}, in.options());
-      std::vector<acc_t> scratch(P.tile * 3 * geo.offset_groups * geo.K());
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t n = t / tiles_per_image, p0 = (t % tiles_per_image) * P.tile;
-        const int64_t np = std::min(P.tile, L - p0);
-        gather_tile<scalar_t, acc_t>(P, n, p0, p0 + np, cols.data_ptr<scalar_t>(), scratch.data());
-        const at::Tensor c = cols.narrow(0, 0, np);
-        const at::Tensor o = out_lc[n].narrow(0, p0, np);
+    const int64_t total = N * L, KCg = P.CK / groups;
+    const int64_t rows = rows_per_chunk(P.CK, sizeof(scalar_t));
+    const int64_t block = rows_per_block(rows, std::max<int64_t>(1, at::get_num_threads()));
+    at::Tensor cols = at::empty({std::min(block, total), P.CK}, in.options());
+    scalar_t* cols_p = cols.data_ptr<scalar_t>();
+    const std::vector<float> zeros(std::max(8, geo.C), 0.0f);
+    for (int64_t qb = 0; qb < total; qb += block) {
+      const int64_t qe = std::min(total, qb + block);
+      at::parallel_for(0, (qe - qb + rows - 1) / rows, 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
+          for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
+            gather<scalar_t, acc_t>(P, n, p0, p1, cols_p + row * P.CK, zeros.data());
+          });
+        }
+      });
+      for_gemm_pieces(out_lc, dense, L, qb, qe, [&](const at::Tensor& o, int64_t row, int64_t cnt) {
+        const at::Tensor c = cols.narrow(0, row, cnt);
         for (int64_t gg = 0; gg < groups; ++gg) {
           at::Tensor dst = o.narrow(1, gg * Cog, Cog);
           const at::Tensor a = c.narrow(1, gg * KCg, KCg);
@@ -233,96 +457,102 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& offset, const at::
             at::mm_out(dst, a, w[gg].t());
           }
         }
-      }
-    });
+      });
+    }
   });
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
-    const at::Tensor& grad_out_, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+    const at::Tensor& grad_out_, const at::Tensor& input, const at::Tensor& offset_, const at::Tensor& mask_,
     const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
     int64_t groups, int64_t offset_groups) {
   const Geometry geo =
-      check_args("CPU", at::kCPU, input, offset, mask, weight, stride, padding, dilation, groups, offset_groups);
+      check_args("CPU", at::kCPU, input, offset_, mask_, weight, stride, padding, dilation, groups, offset_groups);
   const int64_t N = input.size(0), C = geo.C, Co = weight.size(0), L = geo.L(), Cog = Co / groups;
   check_grad_output(grad_out_, N, Co, geo);
   const at::ScalarType st = input.scalar_type();
-  const bool is_double = st == at::kDouble;
-  const at::ScalarType acc_st = is_double ? at::kDouble : at::kFloat;
+  const at::ScalarType acc_st = st == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor go = grad_out_.to(st);
   if (!go.is_contiguous() && !go.is_contiguous(at::MemoryFormat::ChannelsLast)) go = go.contiguous(layout_of(input));
   const at::Tensor in = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor offset = pixel_uniform(offset_), mask = pixel_uniform(mask_);
   const at::Tensor w = weight_by_tap(weight, groups);
   at::Tensor gin = at::zeros({N, geo.H, geo.W, C}, input.options().dtype(acc_st));
-  at::Tensor grad_offset = at::empty(offset.sizes(), offset.options().memory_format(layout_of(offset)));
-  at::Tensor grad_mask = at::empty(mask.sizes(), mask.options().memory_format(layout_of(mask)));
+  at::Tensor grad_offset = at::empty(offset_.sizes(), offset_.options().memory_format(layout_of(offset_)));
+  at::Tensor grad_mask = at::empty(mask_.sizes(), mask_.options().memory_format(layout_of(mask_)));
   const int64_t KCg = int64_t(C / groups) * geo.K();
   at::Tensor gw = at::zeros({groups, Cog, KCg}, weight.options().dtype(acc_st));
   const at::Tensor grad_bias = sum_over(go, {0, 2, 3}, acc_st);
   if (N > 0) {
     const at::Tensor go_lc = pixels_by_channels(go);
+    const bool dense = channels_last_dense(go);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, st, "edvr_dcn_nhwc_bwd_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       using gin_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
       const Plan<scalar_t> P = make_plan<scalar_t>(geo, groups, in, offset, mask);
-      const int64_t tiles_per_image = (L + P.tile - 1) / P.tile;
-      // Units: slices of whole images, or bands of each image's tiles when the batch is small.
-      const int64_t bands = N >= kUnits ? 1 : std::min(tiles_per_image, (kUnits + N - 1) / N);
-      const int64_t units = N >= kUnits ? kUnits : N * bands;
-      at::Tensor gw_units = at::zeros({units, groups, Cog, KCg}, gw.options());
-      const int64_t image = int64_t(geo.H) * geo.W * C;
-      at::Tensor private_gin = bands > 1 ? at::zeros({N, bands - 1, image}, gin.options()) : at::Tensor();
-      const Strides sgo = strides_of(grad_offset), sgm = strides_of(grad_mask);
+      const int64_t total = N * L;
+      const int64_t rows = rows_per_chunk(P.CK, sizeof(scalar_t));
+      // Worker u scatters chunks u, u + U, ... of every block into its own grad_input buffer, in order.
+      const int64_t U = std::min<int64_t>(kMaxBackwardWorkers, std::max<int64_t>(1, at::get_num_threads()));
+      const int64_t block = rows_per_block(rows, U);
+      const int64_t used = std::min(U, (std::min(block, total) + rows - 1) / rows);  // buffers in use
+      at::Tensor priv = used > 1 ? at::zeros({used - 1, N * P.image}, gin.options()) : at::Tensor();
+      at::Tensor cols = at::empty({std::min(block, total), P.CK}, in.options());
+      at::Tensor gcols = at::empty_like(cols);
+      scalar_t* cols_p = cols.data_ptr<scalar_t>();
+      const scalar_t* gcols_p = gcols.data_ptr<scalar_t>();
+      gin_t* gin_p = gin.data_ptr<gin_t>();
+      gin_t* priv_p = used > 1 ? priv.data_ptr<gin_t>() : nullptr;
+      const PixelStrides sgo = pixel_strides(grad_offset), sgm = pixel_strides(grad_mask);
       scalar_t* goff = grad_offset.data_ptr<scalar_t>();
       scalar_t* gmsk = grad_mask.data_ptr<scalar_t>();
-      gin_t* gin_p = gin.data_ptr<gin_t>();
-      gin_t* priv_p = bands > 1 ? private_gin.data_ptr<gin_t>() : nullptr;
-      at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-          at::Tensor cols = at::empty({P.tile, P.CK}, in.options());
-        at::Tensor gcols = at::empty({P.tile, P.CK}, in.options());
-        std::vector<acc_t> scratch(P.tile * 3 * geo.offset_groups * geo.K());
-        for (int64_t u = begin; u < end; ++u) {
-          int64_t n0, n1, t0, t1, band;
-          if (bands == 1) {
-            n0 = N * u / units, n1 = N * (u + 1) / units, t0 = 0, t1 = tiles_per_image, band = 0;
-          } else {
-            n0 = u / bands, n1 = n0 + 1, band = u % bands;
-            t0 = tiles_per_image * band / bands, t1 = tiles_per_image * (band + 1) / bands;
+      const std::vector<float> zeros(std::max(8, geo.C), 0.0f);
+      for (int64_t qb = 0; qb < total; qb += block) {
+        const int64_t qe = std::min(total, qb + block), n_chunks = (qe - qb + rows - 1) / rows;
+        at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; ++c) {
+            const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
+            for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
+              gather<scalar_t, acc_t>(P, n, p0, p1, cols_p + row * P.CK, zeros.data());
+            });
           }
-          at::Tensor gw_u = gw_units[u];
-          for (int64_t n = n0; n < n1; ++n) {
-            gin_t* target = band == 0 ? gin_p + n * image : priv_p + (n * (bands - 1) + band - 1) * image;
-            for (int64_t t = t0; t < t1; ++t) {
-              const int64_t p0 = t * P.tile, np = std::min(P.tile, L - p0);
-              gather_tile<scalar_t, acc_t>(P, n, p0, p0 + np, cols.data_ptr<scalar_t>(), scratch.data());
-              const at::Tensor c = cols.narrow(0, 0, np);
-              const at::Tensor gc = gcols.narrow(0, 0, np);
-              const at::Tensor g_tile = go_lc[n].narrow(0, p0, np);
-              for (int64_t gg = 0; gg < groups; ++gg) {
-                const at::Tensor gog = g_tile.narrow(1, gg * Cog, Cog);
-                const at::Tensor cg = c.narrow(1, gg * KCg, KCg);
-                if constexpr (std::is_same_v<scalar_t, acc_t>) {
-                  gw_u[gg].addmm_(gog.t(), cg);
-                } else {  // 16-bit: the tile's product in 16 bits, accumulated in fp32
-                  gw_u[gg].add_(at::mm(gog.t(), cg));
-                }
-                at::Tensor dst = gc.narrow(1, gg * KCg, KCg);
-                at::mm_out(dst, gog, w[gg]);
-              }
-              backward_tile<scalar_t, acc_t, gin_t>(P, n, p0, p0 + np, gcols.data_ptr<scalar_t>(), target, goff,
-                                                    sgo, gmsk, sgm, scratch.data());
+        });
+        for_gemm_pieces(go_lc, dense, L, qb, qe, [&](const at::Tensor& g_rows, int64_t row, int64_t cnt) {
+          const at::Tensor c = cols.narrow(0, row, cnt);
+          const at::Tensor gc = gcols.narrow(0, row, cnt);
+          for (int64_t gg = 0; gg < groups; ++gg) {
+            const at::Tensor gog = g_rows.narrow(1, gg * Cog, Cog);
+            const at::Tensor cg = c.narrow(1, gg * KCg, KCg);
+            if constexpr (std::is_same_v<scalar_t, acc_t>) {
+              gw[gg].addmm_(gog.t(), cg);
+            } else {  // 16-bit: the block's product in 16 bits, accumulated in fp32
+              gw[gg].add_(at::mm(gog.t(), cg));
+            }
+            at::Tensor dst = gc.narrow(1, gg * KCg, KCg);
+            at::mm_out(dst, gog, w[gg]);
+          }
+        });
+        at::parallel_for(0, std::min(U, n_chunks), 1, [&](int64_t u0, int64_t u1) {
+          std::vector<float> sink(std::max(8, geo.C));
+          for (int64_t u = u0; u < u1; ++u) {
+            gin_t* target = u == 0 ? gin_p : priv_p + (u - 1) * N * P.image;
+            for (int64_t c = u; c < n_chunks; c += U) {
+            const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
+            for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
+              backward_rows<scalar_t, acc_t, gin_t>(P, n, p0, p1, gcols_p + row * P.CK, target + n * P.image,
+                                                    goff + n * sgo.n, sgo, gmsk + n * sgm.n, sgm, zeros.data(),
+                                                    sink.data());
+            });
             }
           }
-        }
-      });
-      // Fixed-order reductions of the units' accumulators.
-      for (int64_t b = 0; b + 1 < bands; ++b) gin.view({N, image}).add_(private_gin.select(1, b));
-      for (int64_t u = 0; u < units; ++u) gw.add_(gw_units[u]);
+        });
+      }
+      // Fixed-order reduction of the workers' grad_input buffers.
+      for (int64_t c = 0; c + 1 < used; ++c) gin.view({-1}).add_(priv[c]);
     });
   }
-  const at::Tensor grad_input =
-      gin.permute({0, 3, 1, 2}).to(input.options(), false, false, layout_of(input));
+  const at::Tensor grad_input = gin.permute({0, 3, 1, 2}).to(input.options(), false, false, layout_of(input));
   const at::Tensor grad_weight = gw.view({Co, geo.kh, geo.kw, C / groups}).permute({0, 3, 1, 2}).to(
       weight.options(), false, false, at::MemoryFormat::Contiguous);
   return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias.to(weight.scalar_type())};

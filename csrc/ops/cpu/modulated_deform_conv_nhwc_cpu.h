@@ -11,6 +11,10 @@ namespace edvr_fast {
 namespace dcn {
 namespace nhwc {
 
+// True where the AVX2 path applies (fp32, offset groups of 8k channels inside one conv group, an AVX2 +
+// FMA CPU): the CPU default then; elsewhere the column kernel is faster than this kernel's scalar rows.
+bool has_fast_path(const at::Tensor& input, int64_t groups, int64_t offset_groups);
+
 at::Tensor forward(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t offset_groups);
