@@ -124,3 +124,11 @@ def test_a_run_prints_its_throughput_line_once(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "vs identity" in out and "inference:" in out  # the summary was printed
     assert (out + err).count("throughput:") == 1 and "throughput:" in err
+
+
+def test_sample_sheets_are_spread_over_the_validation_clips(tmp_path):
+    cfg = tiny_config(train={"iters": 1}, data={"synthetic_val_clips": 2},
+                      val={"every": 0, "max_samples": 6, "save_samples": 2})
+    Trainer(cfg, out=tmp_path).run()
+    names = sorted(p.name for p in (tmp_path / "samples").rglob("*.png"))
+    assert len(names) == 2 and {n.rsplit("_", 1)[0] for n in names} == {"scene_002", "scene_003"}, names
