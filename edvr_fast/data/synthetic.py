@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 # Bump when the rendering changes, so caches made by an older generator are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CACHE_ENV = "EDVR_FAST_CACHE"
 _GAMMA = 2.2
 
@@ -92,10 +92,12 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def _shift(img: np.ndarray, dx: float, dy: float, w: int, h: int) -> np.ndarray:
-    """img translated by (dx, dy) and cropped to w x h at the origin (sub-pixel, cubic)."""
+def _shift(img: np.ndarray, dx: float, dy: float, w: int, h: int, outside: str = "reflect") -> np.ndarray:
+    """img translated by (dx, dy) and cropped to w x h at the origin (sub-pixel, cubic); outside the image
+    "reflect" mirrors it (the background canvas), "zero" leaves nothing (a sprite and its mask)."""
     m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
-    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    border = cv2.BORDER_REFLECT101 if outside == "reflect" else cv2.BORDER_CONSTANT
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=border, borderValue=0)
 
 
 def render_clip(params: SyntheticParams, index: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -123,8 +125,8 @@ def render_clip(params: SyntheticParams, index: int) -> tuple[list[np.ndarray], 
         img = _shift(canvas, cx, cy, w, h)
         for tex, mask, start, vel in sprites:
             x, y = start + vel * t - (tex.shape[1] / 2, tex.shape[0] / 2)
-            m = _shift(mask, x, y, w, h).reshape(h, w, 1)
-            img = img * (1 - m) + _shift(tex, x, y, w, h) * m
+            m = np.clip(_shift(mask, x, y, w, h, "zero"), 0, 1).reshape(h, w, 1)
+            img = img * (1 - m) + _shift(tex, x, y, w, h, "zero") * m
         return np.clip(img, 0, 1)
 
     noise_rng = np.random.default_rng([p.seed, index, GENERATOR_VERSION, 1])

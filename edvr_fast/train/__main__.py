@@ -118,9 +118,7 @@ def _summary(res, cfg: TrainConfig, no_val: str | None = None) -> str:
     elif no_val:
         lines.append(f"done: {res.iterations} iterations in {res.wall_s:.0f}s; no validation ({no_val}), so no "
                      "measure of quality: evaluate the checkpoint on held-out clips")
-    if res.it_per_s:
-        lines.append(f"throughput: {res.it_per_s:.2f} it/s, {res.samples_per_s:.1f} samples/s "
-                     f"(training steps only)")
+    # the throughput line is the loop's own (stderr, also when a run stops early): not repeated here
     ckpt = res.best or res.checkpoint or (res.out / "checkpoints" / BEST)
     lines.append(f"checkpoint: {ckpt}" + (f" (latest: {res.checkpoint})" if res.checkpoint else ""))
     lines.append(f"logs:       {res.out / 'log.jsonl'}")

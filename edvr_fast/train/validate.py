@@ -39,7 +39,9 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
     model.eval()
     dev = info.device
     sums = torch.zeros(5, dtype=torch.float64, device=dev)  # psnr, ssim, identity psnr, identity ssim, count
-    saved = 0
+    # The sheets are spread evenly over the frames (so over every validation clip), not the first few.
+    n_save = min(save_samples, len(indices)) if samples_dir is not None else 0
+    to_save = {indices[j] for j in np.linspace(0, len(indices) - 1, n_save).round().astype(int)} if n_save else set()
     for i in indices:
         item = ds[i]
         lq, gt = item["lq"].unsqueeze(0).to(dev), item["gt"].unsqueeze(0).to(dev)
@@ -54,14 +56,13 @@ def evaluate(model: nn.Module, ds: ClipDataset, indices: list[int], info: DistIn
         sums[2] += p_in.sum()
         sums[3] += ssim(base, gt, crop_border=crop_border, y_channel=y_channel).sum()
         sums[4] += 1
-        if samples_dir is not None and saved < save_samples:
+        if i in to_save:
             samples_dir.mkdir(parents=True, exist_ok=True)
             name = item["key"].replace("/", "_")
             what = "input" if lq.shape[-2:] == gt.shape[-2:] else "input, bicubic"
             labels = [f"{what} {float(p_in[0]):.2f} dB", f"output {float(p_out[0]):.2f} dB", "GT"]
             sheet = sample_sheet([_to_bgr8(base[0]), _to_bgr8(out[0]), _to_bgr8(gt[0])], labels)
             write_png(samples_dir / f"{name}.png", sheet)
-            saved += 1
     distributed.all_reduce(sums, info)
     if was_training:
         model.train()

@@ -2,9 +2,9 @@
 i.e. end clearly above the identity baseline (the blurred input frame against the sharp GT).
 
 Its settings come from edvr_fast/train/demo.py. With the demo's constant learning rate the shortened run is
-exactly the first 3/4 of the default run's iterations (the schedule does not depend on the total).
-Measured on the 2-core CPU machine: +0.23 dB over the input at 750 iterations, +0.37 dB at 1000
-(`python -m edvr_fast.train`, about 4 minutes)."""
+exactly the first 3/4 of the default run's iterations (the schedule does not depend on the total), so its
+CI time stays what it was. Measured on the 2-core CPU machine (BENCHMARKS.md, issue 15): +1.29 dB over the
+input at 750 iterations; the test asks for half of that (other machines' float sums differ a little)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_shortened_default_run_beats_identity(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     state = ck.load_checkpoint(tmp_path / "checkpoints" / ck.checkpoint_name(ITERS))
     val = state["metrics"]
-    assert val["psnr"] > val["identity_psnr"] + 0.1, val
+    assert val["psnr"] > val["identity_psnr"] + 0.6, val
     assert val["ssim"] > val["identity_ssim"], val
     assert "vs identity" in r.stdout and "python -m edvr_fast.infer" in r.stdout
     assert "DCN kernel" in r.stderr and len(list((tmp_path / "samples").rglob("*.png"))) == 4

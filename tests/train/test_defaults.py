@@ -29,6 +29,7 @@ def test_demo_settings_only_in_the_default_run(tmp_path):
     for cfg in (user, preset, build_config(None, ["data.path=x"])):
         assert cfg.train.ema_decay is None and cfg.optim.lr == 4e-4 and cfg.schedule.kind == "cosine"
         assert cfg.data.sample.gt_size == 256 and cfg.train.iters == 600000 and cfg.train.bf16 is False
+        assert cfg.loss.eps == 1e-3  # the demo's near-quadratic Charbonnier (eps 0.1) is its own
     assert user.model.num_feat == 64 and preset.model.hr_in is True and preset.model.scale == 1
 
 
@@ -54,7 +55,7 @@ def test_print_config_shows_which_defaults():
     run = [sys.executable, "-m", "edvr_fast.train", "--print-config"]
     r = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "built-in default run" in r.stdout and "train.ema_decay: 0.99 (user runs: None)" in r.stdout
+    assert "built-in default run" in r.stdout and "loss.eps: 0.1 (user runs: 0.001)" in r.stdout
     assert yaml.safe_load(r.stdout)["optim"]["lr"] == 2e-3
     r = subprocess.run(run + ["--preset", "edvr-m-sr4"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "a user run" in r.stdout

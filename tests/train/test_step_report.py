@@ -109,3 +109,26 @@ def test_validation_writes_labelled_sheets(tmp_path):
     img = cv2.imread(str(png))
     assert img.shape[0] >= 256 and img.shape[1] >= 3 * 256
     assert not list((tmp_path / "samples").rglob("*.partial"))
+
+
+def test_a_run_prints_its_throughput_line_once(tmp_path, capsys):
+    """The loop prints the throughput line (stderr); the CLI's closing summary (stdout) does not repeat it."""
+    import yaml
+    from trainkit import tiny_dict
+
+    from edvr_fast.train.__main__ import main
+
+    config = tmp_path / "tiny.yml"
+    config.write_text(yaml.safe_dump(tiny_dict(train={"iters": 2})))
+    assert main(["--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "vs identity" in out and "inference:" in out  # the summary was printed
+    assert (out + err).count("throughput:") == 1 and "throughput:" in err
+
+
+def test_sample_sheets_are_spread_over_the_validation_clips(tmp_path):
+    cfg = tiny_config(train={"iters": 1}, data={"synthetic_val_clips": 2},
+                      val={"every": 0, "max_samples": 6, "save_samples": 2})
+    Trainer(cfg, out=tmp_path).run()
+    names = sorted(p.name for p in (tmp_path / "samples").rglob("*.png"))
+    assert len(names) == 2 and {n.rsplit("_", 1)[0] for n in names} == {"scene_002", "scene_003"}, names

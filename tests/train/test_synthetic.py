@@ -34,6 +34,19 @@ def test_render_is_deterministic_blurred_and_downsampled():
     assert grad(b_lq[0]) < 0.9 * grad(b_gt[0])
 
 
+def test_a_sprite_covers_part_of_the_frame_not_all_of_it():
+    """Sprites are objects moving over the panning background. (Generator 1 shifted them with a mirrored
+    border, which tiled each sprite over the whole frame and hid the background and its motion.)"""
+    for index in range(6):
+        base = SyntheticParams(num_clips=6, num_frames=3, height=64, width=64, scale=1, blur=1, sprites=0, seed=2)
+        plain = render_clip(base, index)[1]
+        with_one = render_clip(dataclasses.replace(base, sprites=1), index)[1]  # same background and camera
+        covered = [float((np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 0).mean())
+                   for a, b in zip(plain, with_one)]
+        assert covered[0] > 0, index  # the sprite starts with its centre inside the frame
+        assert max(covered) < 0.4, (index, covered)  # at most (h / 2 + 3) x (w / 2 + 3) of the frame
+
+
 def test_cache_recovers_from_half_written_attempt(tmp_path):
     p = SyntheticParams(num_clips=2, num_frames=3, height=16, width=16, scale=1, blur=2)
     folder = tmp_path / p.key()
