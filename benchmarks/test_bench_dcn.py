@@ -8,6 +8,8 @@ shapes are EDVR-M's layer (64->64, 8 offset groups) and the default run's PCD le
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -99,9 +101,16 @@ def test_dcn_cpu(measure, monkeypatch, shape_name, mode, impl):
     _case(measure, monkeypatch, shape_name, CPU_SHAPES[shape_name], "cpu", mode, impl, "fp32", rounds=5)
 
 
-@pytest.mark.parametrize("impl", ["ours", "torchvision", "conv2d"])
+# CUDA: ours = the column kernel (the CUDA default), nhwc = the opt-in NHWC CUDA kernel (EDVR_FAST_DCN_KERNEL=nhwc).
+# EDVR_FAST_BENCH_CUDA_ROUNDS: rounds of 20 calls per case (benchmarks/device_check.sh cuts it to fit its slot).
+CUDA_ROUNDS = int(os.environ.get("EDVR_FAST_BENCH_CUDA_ROUNDS", "10"))
+
+
+@pytest.mark.parametrize("impl", ["ours", "nhwc", "torchvision", "conv2d"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape_name", list(GPU_SHAPES))
 def test_dcn_cuda(measure, monkeypatch, cuda_only, shape_name, mode, precision, impl):
-    _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision, rounds=10)
+    if impl == "ours":
+        monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "columns")
+    _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision, rounds=CUDA_ROUNDS)

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "ops/cuda/dcn_nhwc_math.cuh"
+#include "ops/cuda/dcn_nhwc_tiles.cuh"
 #include "ops/cuda/modulated_deform_conv_nhwc_cuda.h"
 #include "ops/modulated_deform_conv_driver.h"
 
@@ -21,10 +22,6 @@ namespace edvr_fast {
 namespace dcn {
 namespace nhwc_cuda {
 namespace {
-
-// Tiles: BM output pixels x BN output channels, reduced over BK = 32 (tap, channel) pairs of one tap.
-// 256 threads; in the gather thread t owns pixel t / 4 and the SEG = 8 channels (t % 4) * 8 of the tile.
-constexpr int BM = 64, BN = 64, BK = 32, SEG = 8, NT = 256;
 
 // 8 contiguous channels as acc_t: 2 x float4, one 16-byte load of 4 half2 / bfloat162, or scalars.
 template <typename scalar_t, typename acc_t>
@@ -71,30 +68,36 @@ __device__ __forceinline__ void atomic_add8(double* p, const double (&v)[SEG]) {
   for (int j = 0; j < SEG; ++j) atomicAdd(p + j, v[j]);
 }
 
-// Column values of the thread's segment: channels [c, c + nc) (absolute) at tap k of pixel px.
-template <typename acc_t, typename scalar_t>
-__device__ __forceinline__ void gather_segment(const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
-                                               const scalar_t* __restrict__ mask, const Args& a, const Pixel& px,
-                                               int k, int c, int nc, acc_t (&vals)[SEG]) {
-  if (a.vec_ok && nc == SEG) {  // one offset group: one sample, four corners read as vectors
-    const TapSample<acc_t> s = tap_sample<acc_t>(a, offset, mask, px, offset_group_of(c, a.geo), k);
-    acc_t v[4][SEG];
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load8_scalar(const scalar_t* p, acc_t (&v)[SEG]) {
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      if (s.c.idx[q] >= 0) {
-        load8(input + nhwc_index(px.n, s.c.idx[q], c, a.geo), v[q]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < SEG; ++j) v[q][j] = acc_t(0);
-      }
-    }
-    combine<SEG>(v, s, vals);
-  } else {
-    gather_channels<SEG, acc_t>(input, offset, mask, a, px, k, c, c + nc, vals);
-  }
+  for (int j = 0; j < SEG; ++j) v[j] = static_cast<acc_t>(p[j]);
 }
 
-// out[P, g*Cog + co] (NHWC) = bias + sum over (k, c) of column(P; k, c) * wt[g][k][c][co].
+template <typename acc_t>
+__device__ __forceinline__ void atomic_add8_scalar(acc_t* p, const acc_t (&v)[SEG]) {
+#pragma unroll
+  for (int j = 0; j < SEG; ++j) atomicAdd(p + j, v[j]);
+}
+
+// Column values of a thread's segment: one sample and vector loads when the segment is one offset group
+// and aligned, else the run-by-run reference path.
+template <typename acc_t, typename scalar_t>
+struct DeviceGather {
+  const scalar_t* input;
+  const scalar_t* offset;
+  const scalar_t* mask;
+  const Args& a;
+  __device__ __forceinline__ void operator()(const Pixel& px, int k, int c, int nc, acc_t (&vals)[SEG]) const {
+    if (a.vec_ok && nc == SEG) {
+      gather_segment_fast<acc_t>(input, offset, mask, a, px, k, c, vals,
+                                 [](const scalar_t* p, acc_t(&v)[SEG]) { load8(p, v); });
+    } else {
+      gather_channels<SEG, acc_t>(input, offset, mask, a, px, k, c, c + nc, vals);
+    }
+  }
+};
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(NT) forward_kernel(const scalar_t* __restrict__ input,
                                                      const scalar_t* __restrict__ offset,
@@ -102,197 +105,88 @@ __global__ void __launch_bounds__(NT) forward_kernel(const scalar_t* __restrict_
                                                      const scalar_t* __restrict__ bias, scalar_t* __restrict__ out,
                                                      Args a) {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t As[BK][BM + 4];  // columns, reduction-major
-  __shared__ acc_t Bs[BK][BN + 4];  // weight tile
+  __shared__ ForwardSmem<acc_t> sm;
   const int t = threadIdx.x;
-  const int K = a.geo.K();
-  const int64_t NL = a.pixels(), P0 = int64_t(blockIdx.x) * BM;
-  const int co0 = blockIdx.y * BN, g = blockIdx.z;
-  const int gp = t / 4, gseg = t % 4;  // gather role
-  const bool gvalid = P0 + gp < NL;
-  const Pixel px = pixel_of(gvalid ? P0 + gp : 0, a.geo);
-  const int tx = t % 16, ty = t / 16;  // GEMM role: 4 pixels x 4 output channels
+  const DeviceGather<acc_t, scalar_t> gather{input, offset, mask, a};
   acc_t acc[4][4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[i][j] = acc_t(0);
-
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < a.geo.K(); ++k) {
     for (int c0 = 0; c0 < a.Cin_g; c0 += BK) {
-      const int c = c0 + gseg * SEG;
-      const int nc = gvalid ? max(0, min(SEG, a.Cin_g - c)) : 0;
-      acc_t vals[SEG];
-      if (nc > 0) {
-        gather_segment<acc_t>(input, offset, mask, a, px, k, g * a.Cin_g + c, nc, vals);
-      } else {
-#pragma unroll
-        for (int j = 0; j < SEG; ++j) vals[j] = acc_t(0);
-      }
-#pragma unroll
-      for (int j = 0; j < SEG; ++j) As[gseg * SEG + j][gp] = vals[j];
-      for (int e = t; e < BK * BN; e += NT) {
-        const int kk = e / BN, cc = e % BN;
-        const int cw = c0 + kk, co = co0 + cc;
-        Bs[kk][cc] = (cw < a.Cin_g && co < a.Cog) ? static_cast<acc_t>(wt[wt_index(g, k, cw, co, a)]) : acc_t(0);
-      }
+      forward_load<acc_t>(a, wt, blockIdx.x, blockIdx.y, blockIdx.z, t, k, c0, sm, gather);
       __syncthreads();
-#pragma unroll 8
-      for (int kk = 0; kk < BK; ++kk) {
-        acc_t av[4], bv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) av[i] = As[kk][ty * 4 + i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx * 4 + j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-      }
+      forward_mma(sm, t, acc);
       __syncthreads();
     }
   }
-  const int Co = a.Co();
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t P = P0 + ty * 4 + i;
-    if (P >= NL) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int co = co0 + tx * 4 + j;
-      if (co >= a.Cog) continue;
-      const int oc = g * a.Cog + co;
-      const acc_t b = bias != nullptr ? static_cast<acc_t>(bias[oc]) : acc_t(0);
-      out[P * Co + oc] = static_cast<scalar_t>(acc[i][j] + b);
-    }
-  }
+  forward_store(a, bias, out, blockIdx.x, blockIdx.y, blockIdx.z, t, acc);
 }
 
-// Column gradient of one tile (BM pixels x BK channels of tap k in convolution group g), computed in
-// registers (thread t: pixel t / 4, channels (t % 4) * 8 ..), then the sampling backward of that segment:
-// grad_input by vector atomics into the fp32 NHWC buffer, offset / mask gradients reduced over the lanes
-// of an offset group by warp shuffles and added atomically (a group can span several tiles).
+// The column gradient of one tile in registers, then the sampling backward of each thread's segment:
+// grad_input by vector atomics into the fp32 NHWC buffer, offset / mask gradients reduced over the lanes of an
+// offset group by warp shuffles and added atomically (a group can span several tiles).
 template <typename scalar_t>
 __global__ void __launch_bounds__(NT) backward_data_kernel(
     const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset, const scalar_t* __restrict__ mask,
     const scalar_t* __restrict__ wt, const scalar_t* __restrict__ grad_out, at::opmath_type<scalar_t>* grad_input,
     at::opmath_type<scalar_t>* grad_offset, at::opmath_type<scalar_t>* grad_mask, Args a) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int BC = 32;  // output channels per reduction step
-  __shared__ acc_t Gs[BM][BC + 1];
-  __shared__ acc_t Ws[BK][BC + 1];
+  __shared__ DataSmem<acc_t> sm;
   const int t = threadIdx.x;
-  const int K = a.geo.K();
-  const int chunks = (a.Cin_g + BK - 1) / BK;
-  const int g = blockIdx.y / (K * chunks);
-  const int k = (blockIdx.y / chunks) % K;
-  const int c0 = (blockIdx.y % chunks) * BK;
-  const int64_t NL = a.pixels(), P0 = int64_t(blockIdx.x) * BM;
-  const int p = t / 4, seg = t % 4;
-  const int64_t P = P0 + p;
-  const int c = c0 + seg * SEG;  // within the convolution group
-  const int nc = P < NL ? max(0, min(SEG, a.Cin_g - c)) : 0;
-  const int Co = a.Co();
+  const DataBlock b = data_block(a, blockIdx.y);
   acc_t gcol[SEG];
 #pragma unroll
   for (int j = 0; j < SEG; ++j) gcol[j] = acc_t(0);
   for (int cb = 0; cb < a.Cog; cb += BC) {
-    for (int e = t; e < BM * BC; e += NT) {
-      const int pp = e / BC, cc = e % BC;
-      const int64_t Pe = P0 + pp;
-      Gs[pp][cc] = (Pe < NL && cb + cc < a.Cog) ? static_cast<acc_t>(grad_out[Pe * Co + g * a.Cog + cb + cc])
-                                                 : acc_t(0);
-    }
-    for (int e = t; e < BK * BC; e += NT) {
-      const int rr = e / BC, cc = e % BC;
-      Ws[rr][cc] = (c0 + rr < a.Cin_g && cb + cc < a.Cog)
-                       ? static_cast<acc_t>(wt[wt_index(g, k, c0 + rr, cb + cc, a)])
-                       : acc_t(0);
-    }
+    data_load<acc_t>(a, grad_out, wt, blockIdx.x, b, t, cb, sm);
     __syncthreads();
-#pragma unroll 4
-    for (int cc = 0; cc < BC; ++cc) {
-      const acc_t go = Gs[p][cc];
-#pragma unroll
-      for (int j = 0; j < SEG; ++j) gcol[j] += go * Ws[seg * SEG + j][cc];
-    }
+    data_accumulate(sm, t, gcol);
     __syncthreads();
   }
-
-  const Pixel px = pixel_of(P < NL ? P : 0, a.geo);
-  const int cabs = g * a.Cin_g + c;
+  const int seg = t % 4;
+  const int64_t P = int64_t(blockIdx.x) * BM + t / 4;
+  const int c = b.g * a.Cin_g + b.c0 + seg * SEG;  // absolute channel
+  const int nc = segment_count(a, P, b.c0 + seg * SEG);
+  const Pixel px = pixel_of(P < a.pixels() ? P : 0, a.geo);
   if (!a.single_group_segments) {  // segments may cross offset groups: run by run, scalar atomics
-    if (nc > 0) backward_channels<SEG>(input, offset, mask, a, px, k, cabs, cabs + nc, gcol, grad_input,
-                                       grad_offset, grad_mask);
+    if (nc > 0) backward_channels<SEG>(input, offset, mask, a, px, b.k, c, c + nc, gcol, grad_input, grad_offset,
+                                       grad_mask);
     return;  // uniform over the launch: no thread reaches the shuffles below
   }
-  // One offset group per segment (nc is 0 or 8).
-  int key = -1;
+  int key = -1;  // one offset group per segment (nc is 0 or SEG)
   acc_t gy = acc_t(0), gx = acc_t(0), gm = acc_t(0);
   if (nc > 0) {
-    key = offset_group_of(cabs, a.geo);
-    const TapSample<acc_t> s = tap_sample<acc_t>(a, offset, mask, px, key, k);
-    acc_t v[4][SEG];
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      if (s.c.idx[q] >= 0 && a.vec_ok) {
-        load8(input + nhwc_index(px.n, s.c.idx[q], cabs, a.geo), v[q]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < SEG; ++j) {
-          v[q][j] = s.c.idx[q] >= 0 ? static_cast<acc_t>(input[nhwc_index(px.n, s.c.idx[q], cabs + j, a.geo)])
-                                    : acc_t(0);
-        }
-      }
-    }
-    acc_t gin[4][SEG];
-    combine_backward<SEG>(v, s, gcol, gin, &gy, &gx, &gm);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      if (s.c.idx[q] < 0) continue;
-      acc_t* dst = grad_input + nhwc_index(px.n, s.c.idx[q], cabs, a.geo);
-      if (a.vec_ok) {
-        atomic_add8(dst, gin[q]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < SEG; ++j) atomicAdd(dst + j, gin[q][j]);
-      }
+    if (a.vec_ok) {
+      key = backward_segment_fast(input, offset, mask, a, px, b.k, c, gcol, grad_input, &gy, &gx, &gm,
+                                  [](const scalar_t* p, acc_t(&v)[SEG]) { load8(p, v); },
+                                  [](acc_t* p, const acc_t(&v)[SEG]) { atomic_add8(p, v); });
+    } else {
+      key = backward_segment_fast(input, offset, mask, a, px, b.k, c, gcol, grad_input, &gy, &gx, &gm,
+                                  [](const scalar_t* p, acc_t(&v)[SEG]) { load8_scalar(p, v); },
+                                  [](acc_t* p, const acc_t(&v)[SEG]) { atomic_add8_scalar(p, v); });
     }
   }
-  // The 4 lanes of a pixel (aligned in the warp): sum the partials of the lanes with the same group.
+  // The 4 lanes of a pixel are adjacent in the warp: exchange keys and partials, sum per group.
   const unsigned full = 0xffffffffu;
-  const int lane = t & 31, base = lane & ~3;
-  acc_t sy = acc_t(0), sx = acc_t(0), sm = acc_t(0);
-  int prev_key = -2;
+  const int base = (t & 31) & ~3;
+  int keys[4];
+  acc_t ys[4], xs[4], ms[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int ki = __shfl_sync(full, key, base + i);
-    const acc_t yi = __shfl_sync(full, gy, base + i);
-    const acc_t xi = __shfl_sync(full, gx, base + i);
-    const acc_t mi = __shfl_sync(full, gm, base + i);
-    if (ki == key) {
-      sy += yi;
-      sx += xi;
-      sm += mi;
-    }
-    if (i == seg - 1) prev_key = ki;
+    keys[i] = __shfl_sync(full, key, base + i);
+    ys[i] = __shfl_sync(full, gy, base + i);
+    xs[i] = __shfl_sync(full, gx, base + i);
+    ms[i] = __shfl_sync(full, gm, base + i);
   }
-  if (key >= 0 && prev_key != key) {  // the first lane of its group writes
-    const int oc = offset_channel(key, k, K);
-    atomicAdd(grad_offset + a.gos.at(px.n, oc, px.ho, px.wo), sy);
-    atomicAdd(grad_offset + a.gos.at(px.n, oc + 1, px.ho, px.wo), sx);
-    atomicAdd(grad_mask + a.gms.at(px.n, mask_channel(key, k, K), px.ho, px.wo), sm);
+  acc_t sy, sx, smk;
+  if (reduce_lanes(keys, ys, xs, ms, seg, &sy, &sx, &smk)) {
+    emit_offset_grads(a, px, b.k, key, sy, sx, smk, grad_offset, grad_mask);
   }
 }
 
-// Output channels per thread of grad_weight_kernel: 8 (a 64-channel tile) in fp32, 4 in fp64.
-template <typename acc_t>
-constexpr int wgrad_channels_per_thread() {
-  return sizeof(acc_t) == 8 ? 4 : 8;
-}
-
-// partial[s][g][k][c][co] = sum over the pixels of slice s of column(P; k, c) * grad_out[P, g*Cog + co]:
-// deterministic (each slice writes its own part; the host sums the slices).
+// Deterministic: each pixel slice writes its own partial sum; the host sums the slices.
 template <typename scalar_t>
 __global__ void __launch_bounds__(NT) grad_weight_kernel(const scalar_t* __restrict__ input,
                                                          const scalar_t* __restrict__ offset,
@@ -301,61 +195,23 @@ __global__ void __launch_bounds__(NT) grad_weight_kernel(const scalar_t* __restr
                                                          at::opmath_type<scalar_t>* __restrict__ partial, Args a,
                                                          int slices, int64_t tiles_per_slice) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int CPT = wgrad_channels_per_thread<acc_t>(), WBN = 8 * CPT;  // 48 KiB of shared memory at most
-  __shared__ acc_t As[BM][BK + 1];
-  __shared__ acc_t Gs[BM][WBN + 1];
+  constexpr int CPT = WeightSmem<acc_t>::CPT;
+  __shared__ WeightSmem<acc_t> sm;
   const int t = threadIdx.x;
-  const int K = a.geo.K();
-  const int chunks = (a.Cin_g + BK - 1) / BK;
-  const int k = blockIdx.x / chunks, c0 = (blockIdx.x % chunks) * BK;
-  const int co0 = blockIdx.y * WBN;
-  const int g = blockIdx.z / slices, s = blockIdx.z % slices;
-  const int64_t NL = a.pixels();
-  const int Co = a.Co();
-  const int gp = t / 4, gseg = t % 4;   // gather role
-  const int r = t / 8, cq = (t % 8) * CPT;  // output role: reduction row r, output channels cq .. cq + CPT - 1
+  const WeightBlock b = weight_block<acc_t>(a, blockIdx.x, blockIdx.y, blockIdx.z, slices);
+  const DeviceGather<acc_t, scalar_t> gather{input, offset, mask, a};
   acc_t acc[CPT];
 #pragma unroll
   for (int j = 0; j < CPT; ++j) acc[j] = acc_t(0);
-  const int64_t tiles = (NL + BM - 1) / BM;
-  const int64_t tile_end = (s + 1) * tiles_per_slice < tiles ? (s + 1) * tiles_per_slice : tiles;
-  for (int64_t tile = s * tiles_per_slice; tile < tile_end; ++tile) {
-    const int64_t P0 = tile * BM;
-    const int64_t P = P0 + gp;
-    const int c = c0 + gseg * SEG;
-    const int nc = P < NL ? max(0, min(SEG, a.Cin_g - c)) : 0;
-    acc_t vals[SEG];
-    if (nc > 0) {
-      gather_segment<acc_t>(input, offset, mask, a, pixel_of(P, a.geo), k, g * a.Cin_g + c, nc, vals);
-    } else {
-#pragma unroll
-      for (int j = 0; j < SEG; ++j) vals[j] = acc_t(0);
-    }
-#pragma unroll
-    for (int j = 0; j < SEG; ++j) As[gp][gseg * SEG + j] = vals[j];
-    for (int e = t; e < BM * WBN; e += NT) {
-      const int pp = e / WBN, cc = e % WBN;
-      const int64_t Pe = P0 + pp;
-      Gs[pp][cc] = (Pe < NL && co0 + cc < a.Cog) ? static_cast<acc_t>(grad_out[Pe * Co + g * a.Cog + co0 + cc])
-                                                  : acc_t(0);
-    }
+  const int64_t tiles = (a.pixels() + BM - 1) / BM;
+  const int64_t end = (b.s + 1) * tiles_per_slice < tiles ? (b.s + 1) * tiles_per_slice : tiles;
+  for (int64_t tile = b.s * tiles_per_slice; tile < end; ++tile) {
+    weight_load<acc_t>(a, grad_out, b, tile, t, sm, gather);
     __syncthreads();
-#pragma unroll 4
-    for (int pp = 0; pp < BM; ++pp) {
-      const acc_t x = As[pp][r];
-#pragma unroll
-      for (int j = 0; j < CPT; ++j) acc[j] += x * Gs[pp][cq + j];
-    }
+    weight_accumulate(sm, t, acc);
     __syncthreads();
   }
-  const int cw = c0 + r;
-  if (cw >= a.Cin_g) return;
-  acc_t* dst = partial + (int64_t(s) * a.groups * K * a.Cin_g + wt_index(g, k, cw, 0, a));
-#pragma unroll
-  for (int j = 0; j < CPT; ++j) {
-    const int co = co0 + cq + j;
-    if (co < a.Cog) dst[co] = acc[j];
-  }
+  weight_store(a, b, t, acc, partial);
 }
 
 Strides4 strides_of(const at::Tensor& t) { return Strides4{t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
@@ -456,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const int64_t tiles = (a.pixels() + BM - 1) / BM;
     auto stream = at::cuda::getCurrentCUDAStream();
     // grad_weight: enough pixel slices to fill the GPU, each a deterministic partial sum.
-    const int64_t wbn = 8 * (dt == at::kDouble ? wgrad_channels_per_thread<double>() : wgrad_channels_per_thread<float>());
+    const int64_t wbn = dt == at::kDouble ? WeightSmem<double>::WBN : WeightSmem<float>::WBN;
     const int64_t wblocks = int64_t(K) * chunks * ((Cog + wbn - 1) / wbn) * groups;
     const int slices = static_cast<int>(std::max<int64_t>(
         1, std::min<int64_t>({(tiles + 7) / 8, std::max<int64_t>(1, 2048 / wblocks), 65535 / groups})));
