@@ -84,9 +84,9 @@ def _case(measure, monkeypatch, shape_name, shape, device, mode, impl, precision
 
     # Both sides in the same precision: strict fp32 (no TF32 in cuDNN or cuBLAS), TF32 on both, or bf16.
     if device == "cuda":
-        tf32 = precision == "tf32"
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        # (assigned, not monkeypatched: pytest 9.2 delattrs these module properties on undo, an error;
+        # test_dcn_cuda restores them)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     inner = 20 if device == "cuda" else 1
     measure(step, group=f"dcn {mode} {precision} {shape_name}", impl=impl, device=device,
             inner=inner, rounds=rounds, shape=list(shape[:4]), offset_groups=shape[4], precision=precision)
@@ -113,4 +113,9 @@ CUDA_ROUNDS = int(os.environ.get("EDVR_FAST_BENCH_CUDA_ROUNDS", "10"))
 def test_dcn_cuda(measure, monkeypatch, cuda_only, shape_name, mode, precision, impl):
     if impl == "ours":
         monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "columns")
-    _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision, rounds=CUDA_ROUNDS)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision,
+              rounds=CUDA_ROUNDS)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

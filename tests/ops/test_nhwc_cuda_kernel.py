@@ -3,6 +3,8 @@ output and every gradient in fp32, TF32, bf16 and fp16, NCHW and channels_last, 
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from dcn_reference import make_case
@@ -32,14 +34,28 @@ SHAPES = {
 
 
 def _rel(a, ref):
-    return float((a.double() - ref).norm() / ref.norm().clamp_min(1e-30))
+    return float((a.detach().double() - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    """TF32 on or off for this block (assigned and restored: pytest's monkeypatch.setattr cannot undo these
+    module properties)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _check(monkeypatch, shape, precision, channels_last, seed=11):
     monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "nhwc")
-    tf32 = precision == "tf32"
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    with _tf32(precision == "tf32"):
+        _check_run(shape, precision, channels_last, seed)
+
+
+def _check_run(shape, precision, channels_last, seed):
     dtype = DTYPE[precision]
     args64, conv = make_case(**shape, seed=seed, device="cuda")
     # The reference sees the inputs rounded to the kernel's dtype, so only the kernel's arithmetic is measured.
