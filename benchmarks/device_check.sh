@@ -8,7 +8,8 @@
 #           and inference on the GPU
 #   loader  build; the loader's GPU tests and its benchmark on two cores
 # Log, JSON summary and status into OUTDIR; the ratio table (ours/conv2d, torchvision/ours per row) last.
-# Without a GPU it runs the CPU-side parts (build, the tests, benchmark collection) as a dry run.
+# Without a GPU it runs the CPU-side parts (build, the tests, benchmark collection) as a dry run. Exit status 1
+# when a step failed (the summary names them).
 set -u -o pipefail
 OUT=${1:?usage: device_check.sh OUTDIR [dcn|model|loader|all]}
 PART=${2:-all}
@@ -22,12 +23,22 @@ LOG="$OUT/device_check.log"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
+FAILED=()
+finish() {  # the summary and its table last; exit status 1 when a step failed
+  $PY benchmarks/device_summary.py "$OUT" 2>&1 | tee -a "$LOG"
+  if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "=== device_check.sh: FAILED steps: ${FAILED[*]}" | tee -a "$LOG"
+    exit 1
+  fi
+  exit 0
+}
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code and time in status.txt
   local name=$1 limit=$2; shift 2
   echo "=== $name: $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || FAILED+=("$name")
   echo "$name rc=$rc ${name}_s=$((SECONDS - t0))" >> "$OUT/status.txt"
   echo "=== $name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
@@ -55,7 +66,14 @@ for var in CXX CC; do
   fi
 done
 rm -f edvr_fast/_C*.so
-step build 400 env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-16}" $PY setup.py -q build_ext --inplace
+# BUILD_TIMEOUT: a 2-core machine's dry run needs more than the GPU machine's 400 s.
+step build "${BUILD_TIMEOUT:-400}" env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-16}" $PY setup.py -q \
+  build_ext --inplace
+if ! ls edvr_fast/_C*.so >/dev/null 2>&1; then  # the tests would only skip: stop here
+  echo "=== no edvr_fast/_C*.so after the build: stopping" | tee -a "$LOG"
+  FAILED+=(build)
+  finish
+fi
 PYTEST=($PY -m pytest -q -p no:cacheprovider -rs)
 bench() {  # bench NAME TIMEOUT_S FILE [pytest args]: the file's CUDA cases (collection only without a GPU)
   local name=$1 limit=$2 file=$3; shift 3
@@ -125,4 +143,4 @@ if want loader; then
   fi
 fi
 
-$PY benchmarks/device_summary.py "$OUT" 2>&1 | tee -a "$LOG"
+finish
