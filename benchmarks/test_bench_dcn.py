@@ -8,6 +8,8 @@ kernel it replaced (EDVR_FAST_DCN_KERNEL=columns), kept as the baseline the issu
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -59,6 +61,7 @@ def _impls(x, off, mask, w, b, G):
     return {
         "ours": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
         "columns": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
+        "nhwc": lambda: modulated_deform_conv2d(x, off, mask, w, b, 1, 1, 1, 1, G),
         "torchvision": lambda: tv_ops.deform_conv2d(x, off, w, b, 1, 1, 1, mask=mask),
         "conv2d": lambda: torch.nn.functional.conv2d(x, w, b, 1, 1),
         "fallback": lambda: _Fallback.apply(x, off, mask, w, b, G),
@@ -71,8 +74,8 @@ def _case(measure, monkeypatch, shape_name, shape, device, mode, impl, precision
     args = _inputs(shape, device, torch.float32 if impl == "torchvision" else dtype, backward)
     fn = _impls(*args, shape[4])[impl]
     autocast = precision == "bf16" and impl == "torchvision"  # torchvision has no bf16 kernel: autocast up-casts
-    if impl == "columns":
-        monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "columns")
+    if impl in ("columns", "nhwc"):  # a kernel by name (EDVR_FAST_DCN_KERNEL); `ours` is the device's default
+        monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", impl)
 
     def step():
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
@@ -82,9 +85,9 @@ def _case(measure, monkeypatch, shape_name, shape, device, mode, impl, precision
 
     # Both sides in the same precision: strict fp32 (no TF32 in cuDNN or cuBLAS), TF32 on both, or bf16.
     if device == "cuda":
-        tf32 = precision == "tf32"
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        # (assigned, not monkeypatched: pytest 9.2 delattrs these module properties on undo, an error;
+        # test_dcn_cuda restores them)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     inner = 20 if device == "cuda" else 1
     measure(step, group=f"dcn {mode} {precision} {shape_name}", impl=impl, device=device,
             inner=inner, rounds=rounds, shape=list(shape[:4]), offset_groups=shape[4], precision=precision)
@@ -99,9 +102,21 @@ def test_dcn_cpu(measure, monkeypatch, shape_name, mode, impl):
     _case(measure, monkeypatch, shape_name, CPU_SHAPES[shape_name], "cpu", mode, impl, "fp32", rounds=5)
 
 
-@pytest.mark.parametrize("impl", ["ours", "torchvision", "conv2d"])
+# CUDA: ours = the column kernel (the CUDA default), nhwc = the opt-in NHWC CUDA kernel (EDVR_FAST_DCN_KERNEL=nhwc).
+# EDVR_FAST_BENCH_CUDA_ROUNDS: rounds of 20 calls per case (benchmarks/device_check.sh cuts it to fit its slot).
+CUDA_ROUNDS = int(os.environ.get("EDVR_FAST_BENCH_CUDA_ROUNDS", "10"))
+
+
+@pytest.mark.parametrize("impl", ["ours", "nhwc", "torchvision", "conv2d"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape_name", list(GPU_SHAPES))
 def test_dcn_cuda(measure, monkeypatch, cuda_only, shape_name, mode, precision, impl):
-    _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision, rounds=10)
+    if impl == "ours":
+        monkeypatch.setenv("EDVR_FAST_DCN_KERNEL", "columns")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        _case(measure, monkeypatch, shape_name, GPU_SHAPES[shape_name], "cuda", mode, impl, precision,
+              rounds=CUDA_ROUNDS)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "ops/cuda/modulated_deform_conv_nhwc_cuda.h"
 #include "ops/modulated_deform_conv_driver.h"
 
 namespace edvr_fast {
@@ -89,6 +90,10 @@ at::Tensor mdcn_forward_cuda(const at::Tensor& input, const at::Tensor& offset, 
                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                              int64_t groups, int64_t offset_groups) {
   TORCH_CHECK(input.is_cuda(), "modulated_deform_conv2d (CUDA): input must be a CUDA tensor");
+  if (dcn::kernel_choice() == dcn::Kernel::Nhwc) {  // opt-in, not yet run on a GPU
+    return dcn::nhwc_cuda::forward(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                                   offset_groups);
+  }
   c10::cuda::CUDAGuard guard(input.device());
   return dcn::forward<CudaBackend>(input, offset, mask, weight, bias, stride, padding, dilation, groups,
                                    offset_groups);
@@ -99,6 +104,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mdcn_back
     const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
     int64_t groups, int64_t offset_groups) {
   TORCH_CHECK(input.is_cuda(), "modulated_deform_conv2d (CUDA): input must be a CUDA tensor");
+  if (dcn::kernel_choice() == dcn::Kernel::Nhwc) {
+    return dcn::nhwc_cuda::backward(grad_out, input, offset, mask, weight, stride, padding, dilation, groups,
+                                    offset_groups);
+  }
   at::globalContext().alertNotDeterministic(
       "edvr_fast::modulated_deform_conv2d_backward (CUDA): grad_input is accumulated with atomicAdd");
   c10::cuda::CUDAGuard guard(input.device());
