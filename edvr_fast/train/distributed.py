@@ -243,6 +243,11 @@ class Watchdog:
             msg += f"; stopped every rank (reported by rank {self.info.rank})"
             try:
                 self.store.set("abort", msg)
+                # Without torchrun, rank 0 hosts the store: give the others a moment to read the request.
+                others = [f"stopped{r}" for r in range(self.info.world_size) if r != self.info.rank]
+                end = time.monotonic() + 4 * self.poll_s + 2.0
+                while time.monotonic() < end and not self.store.check(others):
+                    time.sleep(self.poll_s / 4)
             except Exception:
                 pass
             self._abort(msg, first=True)
@@ -252,6 +257,10 @@ class Watchdog:
 
         if not first:
             msg = f"rank {self.info.rank} stopping: {msg}"
+            try:
+                self.store.set(f"stopped{self.info.rank}", "1")
+            except Exception:
+                pass
         print(f"error: {msg}", file=sys.stderr, flush=True)
         if self.on_abort is not None:
             try:

@@ -373,7 +373,6 @@ class Trainer:
                     self.trace.write(f"{self.it} " + " ".join(self.batches.keys) + "\n")
                 self.watch.reached(self.it + 1)  # names a rank that does not come (dist.timeout_s)
                 self._step(lq, gt)
-                self.watch.passed()
                 if self.log.bar is not None:
                     self.log.bar.update(1)
                 last = self.it == cfg.train.iters
@@ -385,6 +384,7 @@ class Trainer:
                         self.log.bar.update(self.it)
                     t_last, it_last = time.monotonic(), self.it
                     continue
+                self.watch.passed()  # the step and its log-time sync are done; validation / saving are not watched
                 if self.val_ds is not None and ((cfg.val.every and self.it % cfg.val.every == 0) or last):
                     self.validate()
                 if self.it % cfg.checkpoint.every == 0 or last:

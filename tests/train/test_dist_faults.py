@@ -88,3 +88,37 @@ def test_hung_rank_is_named_within_dist_timeout(tmp_path):
     ck.load_checkpoint(folder / ck.checkpoint_name(EVERY))
     assert not list(folder.glob(".*tmp*")), "a partial checkpoint was left"
     print(f"hung run stopped after {took:.1f} s")
+
+
+def test_remove_partial_deletes_the_checkpoint_being_written(tmp_path, monkeypatch):
+    """What a rank stopped by the watchdog runs before os._exit: no temporary checkpoint file stays behind."""
+    seen = []
+
+    def save_then_abort(obj, f):
+        f.write(b"half a checkpoint")
+        seen.extend(tmp_path.glob(".*.tmp-*"))
+        ck.remove_partial()
+        raise KeyboardInterrupt  # stands in for the process ending here
+
+    monkeypatch.setattr(ck.torch, "save", save_then_abort)
+    with pytest.raises(KeyboardInterrupt):
+        ck.atomic_save({"x": 1}, tmp_path / ck.checkpoint_name(3))
+    assert len(seen) == 1 and not seen[0].exists()
+    assert list(tmp_path.iterdir()) == [] and not ck._WRITING
+
+
+def test_fault_spec_and_timeouts(monkeypatch):
+    from edvr_fast.errors import ConfigError
+    from edvr_fast.train import distributed
+
+    monkeypatch.setenv(FAULT_ENV, "kill:1:5")
+    distributed.fault_point(0, 5)  # another rank, another step: nothing happens
+    distributed.fault_point(1, 4)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    distributed.fault_point(1, 5)  # a restarted group runs clean
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    monkeypatch.setenv(FAULT_ENV, "explode:1")
+    with pytest.raises(ConfigError, match="kill:RANK:STEP"):
+        distributed.fault_point(1, 5)
+    # gloo's own (opaque) timeout comes after the watchdog's named one
+    assert distributed.collective_timeout(3.0) == 13.0 and distributed.collective_timeout(1800) == 1980
