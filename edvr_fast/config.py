@@ -149,7 +149,9 @@ class OffsetGuardConfig:
 
 @dataclass
 class DistConfig:
-    timeout_s: float = 300.0  # a collective waiting longer than this for a dead rank fails the job
+    # A rank waiting this long in a training step for another stops the job naming the late rank(s)
+    # (train/distributed.py's Watchdog); other collectives time out after it plus max(10 s, 10%).
+    timeout_s: float = 300.0
 
 
 @dataclass

@@ -20,6 +20,7 @@ from edvr_fast.errors import CheckpointError, is_out_of_space
 FORMAT = "edvr_fast"  # what edvr_fast.models.load_pretrained recognises
 _NAME = re.compile(r"^iter_(\d{8,})\.pt$")
 BEST = "best.pt"
+_WRITING: set[Path] = set()  # temporary files being written now (removed by remove_partial on an abort)
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -32,6 +33,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _WRITING.add(tmp)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -46,6 +48,8 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             raise CheckpointError(f"the disk is full: cannot write the checkpoint (partial file removed; {kept})",
                                   path, "free disk space (or lower checkpoint.keep), then --resume auto") from exc
         raise
+    finally:
+        _WRITING.discard(tmp)
     # The rename is durable only once the directory entry is on disk.
     fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -53,6 +57,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def remove_partial() -> None:
+    """Delete the temporary files of checkpoints being written now (a process about to exit abruptly)."""
+    for tmp in list(_WRITING):
+        tmp.unlink(missing_ok=True)
 
 
 def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:

@@ -100,6 +100,8 @@ class Trainer:
         # Rank-independent control messages (stop requests) travel on a CPU group, so agreeing on them
         # every step never waits for the GPU.
         self.ctrl = dist.new_group(backend="gloo") if info.enabled else None
+        self.watch = distributed.Watchdog(info, cfg.dist.timeout_s,
+                                          on_abort=lambda msg: self.log.event("dist_timeout", message=msg))
         self.stop = _StopFlag()
 
         seed = cfg.train.seed
@@ -369,6 +371,7 @@ class Trainer:
                 lq, gt = next(stream)
                 if self.trace is not None and self.batches.keys is not None:
                     self.trace.write(f"{self.it} " + " ".join(self.batches.keys) + "\n")
+                self.watch.reached(self.it + 1)  # names a rank that does not come (dist.timeout_s)
                 self._step(lq, gt)
                 if self.log.bar is not None:
                     self.log.bar.update(1)
@@ -381,6 +384,7 @@ class Trainer:
                         self.log.bar.update(self.it)
                     t_last, it_last = time.monotonic(), self.it
                     continue
+                self.watch.passed()  # the step and its log-time sync are done; validation / saving are not watched
                 if self.val_ds is not None and ((cfg.val.every and self.it % cfg.val.every == 0) or last):
                     self.validate()
                 if self.it % cfg.checkpoint.every == 0 or last:
@@ -394,6 +398,7 @@ class Trainer:
                                  f"--resume auto --out {self.out}")
                     break
         finally:
+            self.watch.close()
             self.stop.restore()
             self.batches.close()
             if self.trace is not None:
