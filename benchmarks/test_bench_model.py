@@ -200,7 +200,7 @@ def _infer_case(measure, benchmark, tmp_path, cases, case, device, impl, precisi
     label = impl if run_precision == precision else f"{impl} fp32"
     measure(lambda: next(stream), group=f"infer {path} {case} {precision}", impl=label, device=device,
             inner=n, rounds=2, warmup=0, unit="frame", precision=run_precision, clip_frames=n,
-            frame_cache=restorer.options.frame_cache, **info)
+            frame_cache=restorer.frame_cache, **info)
     stream.close()
     if cuda:
         torch.cuda.empty_cache()

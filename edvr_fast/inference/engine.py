@@ -33,7 +33,9 @@ class RestoreOptions:
     bf16: bool = False  # bfloat16 autocast
     boundary: str = "reflection"  # clip-end policy of edvr_fast.data.sampler.window_indices
     interval: int = 1  # frame step inside a window
-    frame_cache: bool = True  # per-frame features once per frame; False: the whole forward per window
+    # Per-frame features once per frame (True) or the whole forward per window (False); None: on for the
+    # CPU, where it was measured, and off on other devices until it has run there (never on a GPU yet).
+    frame_cache: bool | None = None
     channels_last: bool = False  # NHWC activations and weights
 
     def validate(self) -> None:
@@ -48,6 +50,11 @@ class RestoreOptions:
             raise InputError(f"--boundary must be one of {allowed} (every frame is restored), got {self.boundary!r}")
         if self.interval < 1:
             raise InputError(f"--interval must be >= 1, got {self.interval}")
+
+
+def frame_cache_default(options: RestoreOptions, device: torch.device) -> bool:
+    """Whether the Restorer uses the per-frame feature cache: the option if set, else on for the CPU only."""
+    return options.frame_cache if options.frame_cache is not None else device.type == "cpu"
 
 
 def frame_to_tensor(frame: np.ndarray, device: torch.device) -> Tensor:
@@ -71,6 +78,7 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.options.validate()
         self.device = torch.device(device)
+        self.frame_cache = frame_cache_default(self.options, self.device)
         self.model = model.to(self.device).eval()
         if self.options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -204,7 +212,7 @@ class Restorer:
                     )
                 cache[read] = frame.to(self.device) if on_device else frame_to_tensor(frame, self.device)
                 read += 1
-            if self.options.frame_cache:
+            if self.frame_cache:
                 out = self.forward_cached(cache, [windows[c] for c in centres], features)
             else:
                 out = self.forward(torch.stack([torch.stack([cache[j] for j in windows[c]]) for c in centres]))

@@ -102,3 +102,13 @@ def test_bf16_and_channels_last_cached_paths_match_the_whole_forward(tiny):
         torch.testing.assert_close(cached, whole, rtol=0, atol=atol)
     plain = torch.stack(list(Restorer(model, RestoreOptions(batch=2, frame_cache=False)).restore(iter(frames), 5)))
     torch.testing.assert_close(cached.float(), plain, rtol=0, atol=0.05)
+
+
+def test_frame_cache_is_on_by_default_only_where_it_was_measured():
+    from edvr_fast.inference.engine import frame_cache_default
+
+    assert frame_cache_default(RestoreOptions(), torch.device("cpu")) is True
+    # Never run on a GPU yet: not a CUDA default until it has (the option still turns it on).
+    assert frame_cache_default(RestoreOptions(), torch.device("cuda")) is False
+    assert frame_cache_default(RestoreOptions(frame_cache=True), torch.device("cuda")) is True
+    assert frame_cache_default(RestoreOptions(frame_cache=False), torch.device("cpu")) is False
