@@ -338,6 +338,20 @@ void gather(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, scalar_t
   gather_scalar<scalar_t, acc_t>(P, n, p0, p1, rows);
 }
 
+// The column rows of the flattened pixels [qb, qe) (a block) into cols, chunks of `rows` in parallel.
+template <typename scalar_t, typename acc_t>
+void gather_block(const Plan<scalar_t>& P, int64_t L, int64_t qb, int64_t qe, int64_t rows, scalar_t* cols,
+                  const float* zeros) {
+  at::parallel_for(0, (qe - qb + rows - 1) / rows, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
+      for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
+        gather<scalar_t, acc_t>(P, n, p0, p1, cols + row * P.CK, zeros);
+      });
+    }
+  });
+}
+
 template <typename scalar_t, typename acc_t, typename gin_t>
 void backward_rows(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, const scalar_t* grows, gin_t* gin_n,
                    scalar_t* goff_n, const PixelStrides& sgo, scalar_t* gmsk_n, const PixelStrides& sgm,
@@ -438,14 +452,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& offset_, const at:
     const std::vector<float> zeros(std::max(8, geo.C), 0.0f);
     for (int64_t qb = 0; qb < total; qb += block) {
       const int64_t qe = std::min(total, qb + block);
-      at::parallel_for(0, (qe - qb + rows - 1) / rows, 1, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
-          for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
-            gather<scalar_t, acc_t>(P, n, p0, p1, cols_p + row * P.CK, zeros.data());
-          });
-        }
-      });
+      gather_block<scalar_t, acc_t>(P, L, qb, qe, rows, cols_p, zeros.data());
       for_gemm_pieces(out_lc, dense, L, qb, qe, [&](const at::Tensor& o, int64_t row, int64_t cnt) {
         const at::Tensor c = cols.narrow(0, row, cnt);
         for (int64_t gg = 0; gg < groups; ++gg) {
@@ -510,14 +517,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       const std::vector<float> zeros(std::max(8, geo.C), 0.0f);
       for (int64_t qb = 0; qb < total; qb += block) {
         const int64_t qe = std::min(total, qb + block), n_chunks = (qe - qb + rows - 1) / rows;
-        at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            const int64_t q0 = qb + c * rows, q1 = std::min(qe, q0 + rows);
-            for_segments(L, q0, q1, qb, [&](int64_t n, int64_t p0, int64_t p1, int64_t row) {
-              gather<scalar_t, acc_t>(P, n, p0, p1, cols_p + row * P.CK, zeros.data());
-            });
-          }
-        });
+        gather_block<scalar_t, acc_t>(P, L, qb, qe, rows, cols_p, zeros.data());
         for_gemm_pieces(go_lc, dense, L, qb, qe, [&](const at::Tensor& g_rows, int64_t row, int64_t cnt) {
           const at::Tensor c = cols.narrow(0, row, cnt);
           const at::Tensor gc = gcols.narrow(0, row, cnt);
