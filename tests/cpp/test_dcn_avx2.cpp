@@ -1,7 +1,10 @@
 // Host test of csrc/ops/cpu/dcn_lanes_avx2.h, the AVX2 bodies of the CPU NHWC kernel: plan8() against the
 // scalar corners() of modulated_deform_conv_math.cuh lane by lane (bit for bit: the same float operations),
 // at edge offsets (whole pixels, just inside / outside the border, huge, NaN, inf) and random ones; then
-// gather8() and backward8() against plain double loops over the corners that corners() gives.
+// gather8() and backward8() against plain double loops over the corners that corners() gives;
+// gather_backward8() against the two of them (bit for bit); the implicit GEMM's gemm() (dcn_gemm_avx2.h)
+// against a double loop at every row and column tail, both loop orders, packed and strided operands,
+// strided results, bias and accumulation, with nothing written outside C.
 // Exits 77 (skipped, for ctest) on a CPU without AVX2 + FMA.
 #include <cmath>
 #include <cstdint>
@@ -11,6 +14,7 @@
 #include <vector>
 
 #include "expect.h"
+#include "ops/cpu/dcn_gemm_avx2.h"
 #include "ops/cpu/dcn_lanes_avx2.h"
 #include "ops/cuda/modulated_deform_conv_math.cuh"
 
@@ -135,6 +139,20 @@ EDVR_AVX2 void test_bodies(int V) {
     } else {
       avx2::backward8<0>(p, L.lanes, V, gcols.data(), stride, sv, sy, sx);
     }
+    {  // the fused pass: the same columns, sums and grad_input, bit for bit
+      std::vector<float> cols2(8 * stride, -7.0f), gin2(img.size(), 0.0f), sink2(Cg, 0.0f);
+      avx2::Plan8 p2 = p;
+      avx2::locate8(&p2, img.data() + g * Cg, C, zeros.data(), gin2.data() + g * Cg, sink2.data());
+      alignas(32) float sv2[8], sy2[8], sx2[8];
+      if (V == 1) {
+        avx2::gather_backward8<1>(p2, L.lanes, 1, gcols.data(), cols2.data(), stride, sv2, sy2, sx2);
+      } else {
+        avx2::gather_backward8<0>(p2, L.lanes, V, gcols.data(), cols2.data(), stride, sv2, sy2, sx2);
+      }
+      for (size_t i = 0; i < cols.size(); ++i) EXPECT(same(cols2[i], cols[i]));
+      for (size_t i = 0; i < gin.size(); ++i) EXPECT(same(gin2[i], gin[i]));
+      for (int j = 0; j < L.lanes; ++j) EXPECT(same(sv2[j], sv[j]) && same(sy2[j], sy[j]) && same(sx2[j], sx[j]));
+    }
     std::vector<double> gin_ref(img.size(), 0.0);
     for (int j = 0; j < L.lanes; ++j) {
       const Corners<float> c = corners<float>(L.by[j], L.bx[j], L.dy[j], L.dx[j], H, W);
@@ -166,6 +184,66 @@ EDVR_AVX2 void test_bodies(int V) {
   }
 }
 
+// gemm() against a double loop. A is M x K, stored row-major or column-major; B K x N, packed (pack_panels
+// from a row-major copy) or row-major with a wider row; C M x N inside a guarded buffer, row-major with a
+// wider row or column-major; init: zero, bias or accumulate.
+EDVR_AVX2 void test_gemm() {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 24};
+  const int Ns[] = {8, 16, 24, 40};
+  const int Ks[] = {1, 7, 64};
+  const float guard = -1234.5f;
+  int cases = 0;
+  for (int M : Ms) {
+    for (int N : Ns) {
+      for (int K : Ks) {
+        for (int variant = 0; variant < 8; ++variant) {
+          const bool a_colmajor = variant & 1, b_packed = variant & 2, c_colmajor = variant & 4;
+          const int init = (M + N + K + variant) % 3;  // 0 zero, 1 bias, 2 accumulate
+          const bool columns_outer = (M + variant) % 2 == 0;
+          std::vector<float> a(size_t(M) * K), bias(N), b_rm(size_t(K) * (N + 5)), b_pk(size_t(K) * N);
+          for (float& v : a) v = nd(rng);
+          for (float& v : bias) v = nd(rng);
+          for (float& v : b_rm) v = nd(rng);
+          const int64_t brk = N + 5;
+          avx2::pack_panels(b_rm.data(), brk, 1, K, N, b_pk.data());
+          const int64_t ari = a_colmajor ? 1 : K, ark = a_colmajor ? M : 1;
+          const int64_t cri = c_colmajor ? 1 : N + 3, crj = c_colmajor ? M + 2 : 1;
+          const size_t c_size = c_colmajor ? size_t(M + 2) * N + 4 : size_t(M) * (N + 3) + 4;
+          std::vector<float> c(c_size, guard), c0(c_size, guard);
+          for (int i = 0; i < M; ++i) {
+            for (int j = 0; j < N; ++j) c[i * cri + j * crj] = c0[i * cri + j * crj] = nd(rng);
+          }
+          const avx2::PanelB B = b_packed ? avx2::PanelB{b_pk.data(), 0, true} : avx2::PanelB{b_rm.data(), brk, false};
+          avx2::gemm(M, N, K, a.data(), ari, ark, B, c.data(), cri, crj, init == 2, init == 1 ? bias.data() : nullptr,
+                     columns_outer);
+          std::vector<bool> inside(c_size, false);
+          for (int i = 0; i < M; ++i) {
+            for (int j = 0; j < N; ++j) {
+              double ref = init == 2 ? c0[i * cri + j * crj] : init == 1 ? bias[j] : 0.0;
+              double mag = std::fabs(ref);
+              for (int k = 0; k < K; ++k) {
+                const double t = double(a[i * ari + k * ark]) * b_rm[k * brk + j];
+                ref += t;
+                mag += std::fabs(t);
+              }
+              const size_t at = size_t(i * cri + j * crj);
+              inside[at] = true;
+              EXPECT(std::fabs(c[at] - ref) <= 1e-6 * (1 + mag));
+            }
+          }
+          for (size_t q = 0; q < c_size; ++q) {
+            if (!inside[q]) EXPECT(c[q] == guard);
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT(cases == 10 * 4 * 3 * 8);
+}
+
 }  // namespace
 
 int main() {
@@ -177,6 +255,7 @@ int main() {
   test_plan_random();
   test_bodies(1);
   test_bodies(2);
+  test_gemm();
   if (failures == 0) std::printf("dcn_avx2: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }

@@ -16,7 +16,12 @@ SHAPES = [dict(N=2, C=16, Co=8, H=9, W=11, kh=3, kw=3, offset_groups=2),
           dict(N=1, C=8, Co=4, H=5, W=7, kh=1, kw=1, offset_groups=1),
           dict(N=3, C=16, Co=16, H=10, W=9, kh=3, kw=3, groups=2, offset_groups=4),
           dict(N=9, C=16, Co=8, H=7, W=6, kh=2, kw=3, stride=(2, 1), padding=(2, 1), dilation=(1, 2),
-               offset_groups=8, offset_scale=8.0)]
+               offset_groups=8, offset_scale=8.0),
+          # the implicit GEMM (fp32, one conv group, Co % 8 == 0): partial tiles, a 16 + 8 column panel
+          dict(N=2, C=16, Co=24, H=13, W=17, kh=3, kw=3, offset_groups=2),
+          dict(N=3, C=64, Co=40, H=11, W=10, kh=3, kw=3, stride=(2, 1), padding=(1, 2), dilation=(2, 1),
+               offset_groups=8, offset_scale=6.0, bias=False),
+          dict(N=80, C=8, Co=8, H=3, W=5, kh=3, kw=3, offset_groups=1)]
 
 
 def _rel(a, ref):

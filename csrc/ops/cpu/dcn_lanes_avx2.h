@@ -150,9 +150,10 @@ EDVR_AVX2 inline void gather8(const Plan8& p, int lanes, int V_, float* dst, int
 // corners' grad_input rows that locate8 found (invalid corners share the sink row, in corner order) and
 // returns per lane sum_c gc*value (-> grad_mask), sum_c gc*dvalue/dy and sum_c gc*dvalue/dx (unmasked).
 // Those three are linear in the per-corner sums S_q = sum_c gc*corner_q, so only S_q is accumulated.
-template <int V_fixed>
-EDVR_AVX2 inline void backward8(const Plan8& p, int lanes, int V_, const float* gc, int64_t row_stride,
-                                float* sum_v, float* sum_y, float* sum_x) {
+// kGather: also write gather8's result to cols + j*row_stride from the same reads of the corners.
+template <int V_fixed, bool kGather>
+EDVR_AVX2 inline void backward8_impl(const Plan8& p, int lanes, int V_, const float* gc, float* cols,
+                                     int64_t row_stride, float* sum_v, float* sum_y, float* sum_x) {
   const int V = V_fixed > 0 ? V_fixed : V_;
   __m256 s[4][8];
   for (int j = lanes; j < 8; ++j) s[0][j] = s[1][j] = s[2][j] = s[3][j] = _mm256_setzero_ps();
@@ -168,13 +169,23 @@ EDVR_AVX2 inline void backward8(const Plan8& p, int lanes, int V_, const float* 
     const __m256 mw0 = _mm256_broadcast_ss(&p.mw[0][j]), mw1 = _mm256_broadcast_ss(&p.mw[1][j]);
     const __m256 mw2 = _mm256_broadcast_ss(&p.mw[2][j]), mw3 = _mm256_broadcast_ss(&p.mw[3][j]);
     const float* gr = gc + j * row_stride;
+    float* out = kGather ? cols + j * row_stride : nullptr;
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (int v = 0; v < V; ++v) {
       const __m256 gv = _mm256_loadu_ps(gr + 8 * v);
-      s0 = _mm256_fmadd_ps(gv, _mm256_loadu_ps(c0 + 8 * v), s0);
-      s1 = _mm256_fmadd_ps(gv, _mm256_loadu_ps(c1 + 8 * v), s1);
-      s2 = _mm256_fmadd_ps(gv, _mm256_loadu_ps(c2 + 8 * v), s2);
-      s3 = _mm256_fmadd_ps(gv, _mm256_loadu_ps(c3 + 8 * v), s3);
+      const __m256 x0 = _mm256_loadu_ps(c0 + 8 * v), x1 = _mm256_loadu_ps(c1 + 8 * v);
+      const __m256 x2 = _mm256_loadu_ps(c2 + 8 * v), x3 = _mm256_loadu_ps(c3 + 8 * v);
+      if (kGather) {  // the same operations as gather8
+        __m256 r = _mm256_mul_ps(mw0, x0);
+        r = _mm256_fmadd_ps(mw1, x1, r);
+        r = _mm256_fmadd_ps(mw2, x2, r);
+        r = _mm256_fmadd_ps(mw3, x3, r);
+        _mm256_storeu_ps(out + 8 * v, r);
+      }
+      s0 = _mm256_fmadd_ps(gv, x0, s0);
+      s1 = _mm256_fmadd_ps(gv, x1, s1);
+      s2 = _mm256_fmadd_ps(gv, x2, s2);
+      s3 = _mm256_fmadd_ps(gv, x3, s3);
       _mm256_storeu_ps(g0 + 8 * v, _mm256_fmadd_ps(mw0, gv, _mm256_loadu_ps(g0 + 8 * v)));
       _mm256_storeu_ps(g1 + 8 * v, _mm256_fmadd_ps(mw1, gv, _mm256_loadu_ps(g1 + 8 * v)));
       _mm256_storeu_ps(g2 + 8 * v, _mm256_fmadd_ps(mw2, gv, _mm256_loadu_ps(g2 + 8 * v)));
@@ -196,6 +207,19 @@ EDVR_AVX2 inline void backward8(const Plan8& p, int lanes, int V_, const float* 
   _mm256_storeu_ps(sum_v, val);
   _mm256_storeu_ps(sum_y, _mm256_fmadd_ps(hx, _mm256_sub_ps(sc, sa), _mm256_mul_ps(lx, _mm256_sub_ps(sd, sb))));
   _mm256_storeu_ps(sum_x, _mm256_fmadd_ps(hy, _mm256_sub_ps(sb, sa), _mm256_mul_ps(ly, _mm256_sub_ps(sd, sc))));
+}
+
+template <int V_fixed>
+EDVR_AVX2 inline void backward8(const Plan8& p, int lanes, int V_, const float* gc, int64_t row_stride,
+                                float* sum_v, float* sum_y, float* sum_x) {
+  backward8_impl<V_fixed, false>(p, lanes, V_, gc, nullptr, row_stride, sum_v, sum_y, sum_x);
+}
+
+// gather8 into cols and backward8 of gc in one pass (cols and gc rows share row_stride).
+template <int V_fixed>
+EDVR_AVX2 inline void gather_backward8(const Plan8& p, int lanes, int V_, const float* gc, float* cols,
+                                       int64_t row_stride, float* sum_v, float* sum_y, float* sum_x) {
+  backward8_impl<V_fixed, true>(p, lanes, V_, gc, cols, row_stride, sum_v, sum_y, sum_x);
 }
 
 }  // namespace avx2

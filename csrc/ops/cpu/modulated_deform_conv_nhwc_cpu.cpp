@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu/dcn_gemm_avx2.h"
 #include "ops/cpu/dcn_lanes_avx2.h"
 #include "ops/cpu/dcn_nhwc_rows.h"
 #include "ops/cpu/modulated_deform_conv_nhwc_cpu.h"
@@ -215,10 +216,12 @@ EDVR_AVX2 inline void store8(float* ptr, int64_t stride, int lanes, __m256 x) {
 // Calls f(plan, lanes, k, g, row, pixel) for each group of eight pixels of [p0, p1) of image n and each
 // (tap, offset group) of it (row: the group's first pixel counted from p0). Pixel groups are the outer
 // loop, so the corners a group reads stay in L1 over its taps and offset groups. NCHW offset and mask
-// planes are first copied for the pixels of the call (one contiguous run per plane, which the hardware
-// prefetches; reading 3*G*K planes 8 pixels at a time does not).
+// planes are first copied for the pixels of a long call (one contiguous run per plane, which the hardware
+// prefetches; reading 3*G*K planes 8 pixels at a time does not); a tile (an implicit-GEMM tile, a few
+// dozen pixels) reads them in place and prefetches the pixels that follow, which the thread's next tile
+// reads.
 template <typename F>
-EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, F&& f) {
+EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, bool tile, F&& f) {
   const Geometry& geo = P.geo;
   const int K = geo.K(), G = geo.offset_groups;
   const int64_t np = p1 - p0, np8 = (np + 7) / 8 * 8;
@@ -238,12 +241,19 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
   // Offsets and masks as (pointer, channel stride, pixel stride) from pixel p0 on.
   const int oc_count = 2 * G * K, mc_count = G * K;
   std::vector<float> staged;
+  const bool stage = !tile;
   const auto source = [&](const float* t_n, const PixelStrides& s, int channels, int64_t at, const float** ptr,
                           int64_t* sc, int64_t* sp) {
-    if (s.p != 1) {
+    if (s.p != 1 || !stage) {
       *ptr = t_n + p0 * s.p;
       *sc = s.c;
       *sp = s.p;
+      if (s.p == 1) {  // a tile: fetch the next tile's part of each plane while this one is computed
+        for (int ch = 0; ch < channels; ++ch) {
+          const char* next = reinterpret_cast<const char*>(t_n + ch * s.c + p1);
+          for (int64_t b = 0; b < np * int64_t(sizeof(float)) + 63; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+        }
+      }
       return;
     }
     for (int ch = 0; ch < channels; ++ch) {
@@ -253,7 +263,7 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
     *sc = np8;
     *sp = 1;
   };
-  staged.resize(((P.so.p == 1 ? oc_count : 0) + (P.sm.p == 1 ? mc_count : 0)) * np8);
+  if (stage) staged.resize(((P.so.p == 1 ? oc_count : 0) + (P.sm.p == 1 ? mc_count : 0)) * np8);
   const float* offs;
   const float* msks;
   int64_t osc, osp, msc, msp;
@@ -282,11 +292,11 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
 }
 
 EDVR_AVX2 void gather_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, float* rows,
-                           const float* zeros) {
+                           const float* zeros, bool tile = false) {
   const Geometry& geo = P.geo;
   const int C = geo.C, Cg = geo.channels_per_group(), V = Cg / 8;
   const float* in_n = P.in + n * P.image;
-  for_lanes(P, n, p0, p1, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t) {
+  for_lanes(P, n, p0, p1, tile, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t) {
     avx2::locate8(&plan, in_n + g * Cg, C, zeros, nullptr, nullptr);
     float* dst = rows + row * P.CK + P.col0[g] + int64_t(k) * P.Cig;
     if (V == 1) {
@@ -297,17 +307,28 @@ EDVR_AVX2 void gather_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_t 
   });
 }
 
+// grows: the column gradient rows of pixels [p0, p1); cols (may be null): where to write their column
+// rows, gathered from the same corner reads (the implicit GEMM's backward needs them for grad_weight);
+// tile: see for_lanes.
 EDVR_AVX2 void backward_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, const float* grows,
                              float* gin_n, float* goff_n, const PixelStrides& sgo, float* gmsk_n,
-                             const PixelStrides& sgm, const float* zeros, float* sink) {
+                             const PixelStrides& sgm, const float* zeros, float* sink, float* cols = nullptr,
+                             bool tile = false) {
   const Geometry& geo = P.geo;
   const int K = geo.K(), C = geo.C, Cg = geo.channels_per_group(), V = Cg / 8;
   const float* in_n = P.in + n * P.image;
   alignas(32) float sv[8], sy[8], sx[8];
-  for_lanes(P, n, p0, p1, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t pg) {
+  for_lanes(P, n, p0, p1, tile, [&](avx2::Plan8& plan, int lanes, int k, int g, int64_t row, int64_t pg) {
     avx2::locate8(&plan, in_n + g * Cg, C, zeros, gin_n + g * Cg, sink);
-    const float* gc = grows + row * P.CK + P.col0[g] + int64_t(k) * P.Cig;
-    if (V == 1) {
+    const int64_t at = row * P.CK + P.col0[g] + int64_t(k) * P.Cig;
+    const float* gc = grows + at;
+    if (cols != nullptr) {
+      if (V == 1) {
+        avx2::gather_backward8<1>(plan, lanes, 1, gc, cols + at, P.CK, sv, sy, sx);
+      } else {
+        avx2::gather_backward8<0>(plan, lanes, V, gc, cols + at, P.CK, sv, sy, sx);
+      }
+    } else if (V == 1) {
       avx2::backward8<1>(plan, lanes, 1, gc, P.CK, sv, sy, sx);
     } else {
       avx2::backward8<0>(plan, lanes, V, gc, P.CK, sv, sy, sx);
@@ -318,6 +339,34 @@ EDVR_AVX2 void backward_fast(const Plan<float>& P, int64_t n, int64_t p0, int64_
     store8(goff_n + (oc + 1) * sgo.c + pg * sgo.p, sgo.p, lanes, _mm256_mul_ps(m, _mm256_load_ps(sx)));
     store8(gmsk_n + mc * sgm.c + pg * sgm.p, sgm.p, lanes, _mm256_load_ps(sv));
   });
+}
+
+// ---- implicit GEMM: float, AVX2 rows, one conv group, Co % 8 == 0 --------------------------------------
+// A thread gathers one tile of column rows (kTileBytes, a few dozen pixels of one image) and multiplies it
+// at once with its own register-blocked GEMM (dcn_gemm_avx2.h) while the tile is in L1/L2: the columns
+// never leave the core's caches, and the threads never wait on each other or on a BLAS call.
+
+// Output pixels [p0, p1) of image n: gather the tile, out = tile x W^T (+ bias). wt: W^T in packed panels.
+EDVR_AVX2 void forward_tile(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, float* tile,
+                            const float* zeros, const float* wt, int64_t Co, const float* bias, float* out,
+                            const PixelStrides& so) {
+  gather_fast(P, n, p0, p1, tile, zeros, true);
+  avx2::gemm(p1 - p0, Co, P.CK, tile, P.CK, 1, avx2::PanelB{wt, 0, true}, out + n * so.n + p0 * so.p, so.p, so.c,
+             false, bias, false);
+}
+
+// The backward of forward_tile: grad_cols = grad_out x W into gtile, then one pass over the samples that
+// writes the columns into tile and scatters grad_cols into grad_input (and grad offset, mask), then
+// gw += grad_out^T x tile. wg: W in packed panels (K = Co, N = C*K); gw: [Co, C*K], the worker's own.
+EDVR_AVX2 void backward_tile(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, const float* go_n,
+                             const PixelStrides& sg, int64_t Co, const float* wg, float* tile, float* gtile,
+                             float* gin_n, float* goff_n, const PixelStrides& sgo, float* gmsk_n,
+                             const PixelStrides& sgm, const float* zeros, float* sink, float* gw) {
+  const int64_t np = p1 - p0;
+  const float* g = go_n + p0 * sg.p;
+  avx2::gemm(np, P.CK, Co, g, sg.p, sg.c, avx2::PanelB{wg, 0, true}, gtile, P.CK, 1, false, nullptr, true);
+  backward_fast(P, n, p0, p1, gtile, gin_n, goff_n, sgo, gmsk_n, sgm, zeros, sink, tile, true);
+  avx2::gemm(Co, P.CK, np, g, sg.c, sg.p, avx2::PanelB{tile, P.CK, false}, gw, P.CK, 1, true, nullptr, true);
 }
 
 #if defined(__clang__)
@@ -418,6 +467,120 @@ bool fast_path_applies(at::ScalarType st, int64_t C, int64_t H, int64_t W, int64
 #endif
 }
 
+#if defined(EDVR_FAST_HAVE_AVX2)
+// Rows of an implicit-GEMM tile: whole blocks of 24 (three groups of 8 gather lanes, four blocks of 6 GEMM
+// rows) near kTileBytes of columns.
+constexpr int64_t kTileBytes = int64_t(64) << 10;
+
+int64_t tile_rows(int64_t CK) {
+  return std::clamp<int64_t>(kTileBytes / (CK * int64_t(sizeof(float))) / 24 * 24, 24, 240);
+}
+
+// The tiles of the output pixels: runs of `rows` pixels of one image (a tile never spans two images).
+struct Tiling {
+  int64_t L, rows, per_image, count;
+  Tiling(int64_t L_, int64_t N, int64_t CK)
+      : L(L_), rows(tile_rows(CK)), per_image((L_ + rows - 1) / rows), count(N * per_image) {}
+  void at(int64_t t, int64_t* n, int64_t* p0, int64_t* p1) const {
+    *n = t / per_image;
+    *p0 = (t % per_image) * rows;
+    *p1 = std::min(L, *p0 + rows);
+  }
+};
+
+bool implicit_gemm_applies(const Plan<float>& P, int64_t groups, int64_t Co) {
+  return P.fast && groups == 1 && Co % 8 == 0;
+}
+
+// w: [1, Co, C*K] (weight_by_tap); b: undefined or [Co]; out: [N, Co, Ho, Wo], NCHW or NHWC dense.
+void implicit_forward_float(const Plan<float>& P, const at::Tensor& w, const at::Tensor& b, const at::Tensor& out) {
+  const int64_t N = out.size(0), Co = out.size(1);
+  const Tiling T(P.geo.L(), N, P.CK);
+  std::vector<float> wt(size_t(P.CK * Co));
+  avx2::pack_panels(w.data_ptr<float>(), 1, P.CK, P.CK, Co, wt.data());  // B(k, j) = W[j][k]
+  const at::Tensor bc = b.defined() ? b.contiguous() : b;
+  const float* bias = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  const PixelStrides so = pixel_strides(out);
+  float* out_p = out.data_ptr<float>();
+  const std::vector<float> zeros(std::max(8, P.geo.C), 0.0f);
+  at::parallel_for(0, T.count, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> tile(size_t(T.rows * P.CK));
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t n, p0, p1;
+      T.at(t, &n, &p0, &p1);
+      forward_tile(P, n, p0, p1, tile.data(), zeros.data(), wt.data(), Co, bias, out_p, so);
+    }
+  });
+}
+
+// go: [N, Co, Ho, Wo] float, NCHW or NHWC dense; gin: [N, H, W, C] zeros; gw: [1, Co, C*K] zeros. Worker u
+// of U takes the tiles [u*T/U, (u+1)*T/U) and writes grad_input and grad_weight into its own buffers,
+// summed in worker order at the end: the result depends on the shape and the thread count only.
+void implicit_backward_float(const Plan<float>& P, const at::Tensor& w, const at::Tensor& go, const at::Tensor& gin,
+                             const at::Tensor& grad_offset, const at::Tensor& grad_mask, const at::Tensor& gw) {
+  const int64_t N = go.size(0), Co = go.size(1), CK = P.CK;
+  const Tiling T(P.geo.L(), N, CK);
+  std::vector<float> wg(size_t(Co * CK));
+  avx2::pack_panels(w.data_ptr<float>(), CK, 1, Co, CK, wg.data());  // B(k, j) = W[k][j]
+  const int64_t U = std::min({kMaxBackwardWorkers, std::max<int64_t>(1, at::get_num_threads()), T.count});
+  const at::Tensor gin_priv = U > 1 ? at::zeros({U - 1, N * P.image}, gin.options()) : at::Tensor();
+  const at::Tensor gw_priv = U > 1 ? at::zeros({U - 1, Co * CK}, gw.options()) : at::Tensor();
+  const PixelStrides sg = pixel_strides(go), sgo = pixel_strides(grad_offset), sgm = pixel_strides(grad_mask);
+  const float* go_p = go.data_ptr<float>();
+  float* goff = grad_offset.data_ptr<float>();
+  float* gmsk = grad_mask.data_ptr<float>();
+  const std::vector<float> zeros(std::max(8, P.geo.C), 0.0f);
+  at::parallel_for(0, U, 1, [&](int64_t u0, int64_t u1) {
+    std::vector<float> tile(size_t(T.rows * CK)), gtile(tile.size()), sink(size_t(std::max(8, P.geo.C)));
+    for (int64_t u = u0; u < u1; ++u) {
+      float* gin_u = u == 0 ? gin.data_ptr<float>() : gin_priv[u - 1].data_ptr<float>();
+      float* gw_u = u == 0 ? gw.data_ptr<float>() : gw_priv[u - 1].data_ptr<float>();
+      for (int64_t t = u * T.count / U; t < (u + 1) * T.count / U; ++t) {
+        int64_t n, p0, p1;
+        T.at(t, &n, &p0, &p1);
+        backward_tile(P, n, p0, p1, go_p + n * sg.n, sg, Co, wg.data(), tile.data(), gtile.data(),
+                      gin_u + n * P.image, goff + n * sgo.n, sgo, gmsk + n * sgm.n, sgm, zeros.data(), sink.data(),
+                      gw_u);
+      }
+    }
+  });
+  for (int64_t c = 0; c + 1 < U; ++c) {
+    gin.view({-1}).add_(gin_priv[c]);
+    gw.view({-1}).add_(gw_priv[c]);
+  }
+}
+#endif  // EDVR_FAST_HAVE_AVX2
+
+// The implicit GEMM forward / backward where it applies (true), else nothing (false).
+template <typename scalar_t>
+bool implicit_forward(const Plan<scalar_t>& P, int64_t groups, const at::Tensor& w, const at::Tensor& b,
+                      const at::Tensor& out) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (!implicit_gemm_applies(P, groups, out.size(1))) return false;
+    implicit_forward_float(P, w, b, out);
+    return true;
+  }
+#endif
+  (void)P, (void)groups, (void)w, (void)b, (void)out;
+  return false;
+}
+
+template <typename scalar_t>
+bool implicit_backward(const Plan<scalar_t>& P, int64_t groups, const at::Tensor& w, const at::Tensor& go,
+                       const at::Tensor& gin, const at::Tensor& grad_offset, const at::Tensor& grad_mask,
+                       const at::Tensor& gw) {
+#if defined(EDVR_FAST_HAVE_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (!implicit_gemm_applies(P, groups, go.size(1))) return false;
+    implicit_backward_float(P, w, go, gin, grad_offset, grad_mask, gw);
+    return true;
+  }
+#endif
+  (void)P, (void)groups, (void)w, (void)go, (void)gin, (void)grad_offset, (void)grad_mask, (void)gw;
+  return false;
+}
+
 }  // namespace
 
 bool has_fast_path(const at::Tensor& input, int64_t groups, int64_t offset_groups) {
@@ -444,6 +607,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& offset_, const at:
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "edvr_dcn_nhwc_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Plan<scalar_t> P = make_plan<scalar_t>(geo, groups, in, offset, mask);
+    if (implicit_forward(P, groups, w, b, out)) return;
     const int64_t total = N * L, KCg = P.CK / groups;
     const int64_t rows = rows_per_chunk(P.CK, sizeof(scalar_t));
     const int64_t block = rows_per_block(rows, std::max<int64_t>(1, at::get_num_threads()));
@@ -498,6 +662,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       using acc_t = at::opmath_type<scalar_t>;
       using gin_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
       const Plan<scalar_t> P = make_plan<scalar_t>(geo, groups, in, offset, mask);
+      if (implicit_backward(P, groups, w, go, gin, grad_offset, grad_mask, gw)) return;
       const int64_t total = N * L;
       const int64_t rows = rows_per_chunk(P.CK, sizeof(scalar_t));
       // Worker u scatters chunks u, u + U, ... of every block into its own grad_input buffer, in order.
