@@ -21,7 +21,9 @@ SHAPES = [dict(N=2, C=16, Co=8, H=9, W=11, kh=3, kw=3, offset_groups=2),
           dict(N=2, C=16, Co=24, H=13, W=17, kh=3, kw=3, offset_groups=2),
           dict(N=3, C=64, Co=40, H=11, W=10, kh=3, kw=3, stride=(2, 1), padding=(1, 2), dilation=(2, 1),
                offset_groups=8, offset_scale=6.0, bias=False),
-          dict(N=80, C=8, Co=8, H=3, W=5, kh=3, kw=3, offset_groups=1)]
+          dict(N=80, C=8, Co=8, H=3, W=5, kh=3, kw=3, offset_groups=1),
+          # the NCHW <-> NHWC transposes' row and column tails (12 channels, 45 pixels)
+          dict(N=2, C=12, Co=6, H=5, W=9, kh=3, kw=3, offset_groups=3)]
 
 
 def _rel(a, ref):

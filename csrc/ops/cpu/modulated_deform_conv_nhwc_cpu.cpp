@@ -369,12 +369,95 @@ EDVR_AVX2 void backward_tile(const Plan<float>& P, int64_t n, int64_t p0, int64_
   avx2::gemm(Co, P.CK, np, g, sg.c, sg.p, avx2::PanelB{tile, P.CK, false}, gw, P.CK, 1, true, nullptr, true);
 }
 
+// ---- layout changes: NCHW <-> NHWC of float feature maps, in 8x8 register blocks ---------------------
+
+// dst[j * ds + i] = src[i * ss + j] for i, j < 8.
+EDVR_AVX2 inline void transpose8x8(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// Rows [i0, i1) of src into dst = src^T for one image: dst[j * rows + i] = src[i * cols + j], j < cols.
+EDVR_AVX2 void transpose_rows(const float* src, int64_t rows, int64_t cols, int64_t i0, int64_t i1, float* dst) {
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    int64_t j = 0;
+    for (; j + 8 <= cols; j += 8) transpose8x8(src + i * cols + j, cols, dst + j * rows + i, rows);
+    for (; j < cols; ++j) {
+      for (int64_t a = i; a < i + 8; ++a) dst[j * rows + a] = src[a * cols + j];
+    }
+  }
+  for (; i < i1; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
 #pragma GCC pop_options
 #endif
 #endif  // EDVR_FAST_HAVE_AVX2
+
+// dst[n] = src[n]^T for n < N, src[n] a dense rows x cols float matrix (NCHW <-> NHWC of one image), in
+// parallel over strips of 8 rows.
+void transpose_images(const float* src, int64_t N, int64_t rows, int64_t cols, float* dst) {
+  const int64_t strips = (rows + 7) / 8, grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, cols));
+  at::parallel_for(0, N * strips, grain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / strips, i0 = (t % strips) * 8, i1 = std::min(rows, i0 + 8);
+      const float* s = src + n * rows * cols;
+      float* d = dst + n * rows * cols;
+#if defined(EDVR_FAST_HAVE_AVX2)
+      if (avx2::supported()) {
+        transpose_rows(s, rows, cols, i0, i1, d);
+        continue;
+      }
+#endif
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = 0; j < cols; ++j) d[j * rows + i] = s[i * cols + j];
+      }
+    }
+  });
+}
+
+// t as a channels-last tensor: t itself when it is one; a float NCHW tensor by transpose_images (ATen's
+// strided copy took 5x as long: BENCHMARKS.md), anything else by contiguous().
+at::Tensor as_channels_last(const at::Tensor& t) {
+  if (t.is_contiguous(at::MemoryFormat::ChannelsLast)) return t;
+  if (t.scalar_type() != at::kFloat || !t.is_contiguous() || t.dim() != 4) {
+    return t.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  at::Tensor out = at::empty(t.sizes(), t.options().memory_format(at::MemoryFormat::ChannelsLast));
+  transpose_images(t.data_ptr<float>(), t.size(0), t.size(1), t.size(2) * t.size(3), out.data_ptr<float>());
+  return out;
+}
+
+// g: [N, H, W, C] dense, as an [N, C, H, W] tensor of `options` in `fmt` (grad_input).
+at::Tensor from_nhwc(const at::Tensor& g, const at::TensorOptions& options, at::MemoryFormat fmt) {
+  const at::Tensor nchw_view = g.permute({0, 3, 1, 2});
+  if (fmt != at::MemoryFormat::Contiguous || g.scalar_type() != at::kFloat ||
+      options.dtype().toScalarType() != at::kFloat) {
+    return nchw_view.to(options, false, false, fmt);
+  }
+  at::Tensor out = at::empty(nchw_view.sizes(), options);
+  transpose_images(g.data_ptr<float>(), g.size(0), g.size(1) * g.size(2), g.size(3), out.data_ptr<float>());
+  return out;
+}
 
 template <typename scalar_t, typename acc_t>
 void gather(const Plan<scalar_t>& P, int64_t n, int64_t p0, int64_t p1, scalar_t* rows, const float* zeros) {
@@ -594,7 +677,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& offset_, const at:
   const Geometry geo =
       check_args("CPU", at::kCPU, input, offset_, mask_, weight, stride, padding, dilation, groups, offset_groups);
   const at::MemoryFormat fmt = layout_of(input);
-  const at::Tensor in = input.contiguous(at::MemoryFormat::ChannelsLast);  // no copy when channels-last
+  const at::Tensor in = as_channels_last(input);  // no copy when channels-last
   const at::Tensor offset = pixel_uniform(offset_), mask = pixel_uniform(mask_);
   const int64_t N = input.size(0), Co = weight.size(0), L = geo.L(), Cog = Co / groups;
   at::Tensor out = at::empty({N, Co, geo.Ho, geo.Wo}, input.options().memory_format(fmt));
@@ -646,7 +729,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const at::ScalarType acc_st = st == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor go = grad_out_.to(st);
   if (!go.is_contiguous() && !go.is_contiguous(at::MemoryFormat::ChannelsLast)) go = go.contiguous(layout_of(input));
-  const at::Tensor in = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor in = as_channels_last(input);
   const at::Tensor offset = pixel_uniform(offset_), mask = pixel_uniform(mask_);
   const at::Tensor w = weight_by_tap(weight, groups);
   at::Tensor gin = at::zeros({N, geo.H, geo.W, C}, input.options().dtype(acc_st));
@@ -717,7 +800,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       for (int64_t c = 0; c + 1 < used; ++c) gin.view({-1}).add_(priv[c]);
     });
   }
-  const at::Tensor grad_input = gin.permute({0, 3, 1, 2}).to(input.options(), false, false, layout_of(input));
+  const at::Tensor grad_input = from_nhwc(gin, input.options(), layout_of(input));
   const at::Tensor grad_weight = gw.view({Co, geo.kh, geo.kw, C / groups}).permute({0, 3, 1, 2}).to(
       weight.options(), false, false, at::MemoryFormat::Contiguous);
   return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias.to(weight.scalar_type())};
