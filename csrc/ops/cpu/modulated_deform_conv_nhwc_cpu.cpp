@@ -218,8 +218,7 @@ EDVR_AVX2 inline void store8(float* ptr, int64_t stride, int lanes, __m256 x) {
 // loop, so the corners a group reads stay in L1 over its taps and offset groups. NCHW offset and mask
 // planes are first copied for the pixels of a long call (one contiguous run per plane, which the hardware
 // prefetches; reading 3*G*K planes 8 pixels at a time does not); a tile (an implicit-GEMM tile, a few
-// dozen pixels) reads them in place and prefetches the pixels that follow, which the thread's next tile
-// reads.
+// dozen pixels) reads them in place (copying, or prefetching the next tile's part, timed no faster).
 template <typename F>
 EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int64_t p1, bool tile, F&& f) {
   const Geometry& geo = P.geo;
@@ -248,12 +247,6 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
       *ptr = t_n + p0 * s.p;
       *sc = s.c;
       *sp = s.p;
-      if (s.p == 1) {  // a tile: fetch the next tile's part of each plane while this one is computed
-        for (int ch = 0; ch < channels; ++ch) {
-          const char* next = reinterpret_cast<const char*>(t_n + ch * s.c + p1);
-          for (int64_t b = 0; b < np * int64_t(sizeof(float)) + 63; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
-        }
-      }
       return;
     }
     for (int ch = 0; ch < channels; ++ch) {
