@@ -46,11 +46,11 @@ inline void pack_panels(const float* src, int64_t srk, int64_t srj, int64_t K, i
 template <int MR, int NV>
 EDVR_AVX2 inline void micro(const float* a, int64_t ari, int64_t ark, const float* b, int64_t brk, int64_t K,
                             float* c, int64_t cri, int64_t crj, bool accumulate, const float* bias) {
-  alignas(32) float tmp[MR][8 * NV] = {};
+  alignas(32) float tmp[MR][8 * NV];  // only for a strided C (not cleared on the direct path)
   const bool direct = crj == 1;
-  if (!direct && accumulate) {
+  if (!direct) {
     for (int i = 0; i < MR; ++i) {
-      for (int j = 0; j < 8 * NV; ++j) tmp[i][j] = c[i * cri + j * crj];
+      for (int j = 0; j < 8 * NV; ++j) tmp[i][j] = accumulate ? c[i * cri + j * crj] : 0.0f;
     }
   }
   __m256 acc[MR][NV];

@@ -1,14 +1,18 @@
-// The NHWC (channels-last) CPU kernel of edvr_fast::modulated_deform_conv2d. The flattened output pixels
-// (image, pixel) are walked in blocks; each block is split into one chunk per thread, and
-//   1. the threads gather their chunks' column rows (pixel-major, the channels of a tap contiguous) into
-//      the block's column tile: per (tap, offset group) the offsets, masks and bilinear weights of eight
-//      pixels are computed at once in vector registers and the four corners read as runs of 8 floats
-//      (dcn_lanes_avx2.h; other dtypes and CPUs: the scalar rows of dcn_nhwc_rows.h);
-//   2. one multithreaded GEMM per block (MKL/oneDNN through ATen) multiplies the tile with the weights.
-// GEMMs never run inside the parallel region: concurrent single-threaded BLAS calls serialise (measured,
-// BENCHMARKS.md). A block's tile is a few MiB; no C*K x N*L column buffer exists. The backward does the
-// same and scatters grad_input into one fp32 NHWC buffer per chunk index (a partition that depends on the
-// shape and the thread count only), summed in chunk order at the end: deterministic.
+// The NHWC (channels-last) CPU kernel of edvr_fast::modulated_deform_conv2d. Per (tap, offset group) the
+// offsets, masks and bilinear weights of eight output pixels are computed at once in vector registers and
+// the four corners read as runs of 8 floats (dcn_lanes_avx2.h; other dtypes and CPUs: the scalar rows of
+// dcn_nhwc_rows.h). Two drivers:
+//   - implicit GEMM (fp32, AVX2 rows, one conv group, Co % 8 == 0: EDVR's DCNs): each thread gathers a
+//     tile of column rows (a few dozen pixels of one image) and multiplies it at once with our own
+//     register-blocked GEMM (dcn_gemm_avx2.h) while it is in cache; the backward computes grad_cols per
+//     tile, then gathers the columns and scatters grad_cols in one pass, then adds grad_out^T x columns to
+//     the worker's own grad_weight;
+//   - blocks (everything else): the threads gather a block of column rows, then one multithreaded GEMM
+//     per block (MKL/oneDNN through ATen) multiplies it; GEMMs never run inside the parallel region, as
+//     concurrent single-threaded BLAS calls serialise (measured, BENCHMARKS.md).
+// No C*K x N*L column buffer exists. Both backwards write grad_input (and the implicit one grad_weight)
+// into one fp32 buffer per worker, with work assigned to workers by index (a partition that depends on
+// the shape and the thread count only), summed in worker order at the end: deterministic.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -240,10 +244,9 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
   // Offsets and masks as (pointer, channel stride, pixel stride) from pixel p0 on.
   const int oc_count = 2 * G * K, mc_count = G * K;
   std::vector<float> staged;
-  const bool stage = !tile;
   const auto source = [&](const float* t_n, const PixelStrides& s, int channels, int64_t at, const float** ptr,
                           int64_t* sc, int64_t* sp) {
-    if (s.p != 1 || !stage) {
+    if (s.p != 1 || tile) {
       *ptr = t_n + p0 * s.p;
       *sc = s.c;
       *sp = s.p;
@@ -256,7 +259,7 @@ EDVR_AVX2 inline void for_lanes(const Plan<float>& P, int64_t n, int64_t p0, int
     *sc = np8;
     *sp = 1;
   };
-  if (stage) staged.resize(((P.so.p == 1 ? oc_count : 0) + (P.sm.p == 1 ? mc_count : 0)) * np8);
+  if (!tile) staged.resize(((P.so.p == 1 ? oc_count : 0) + (P.sm.p == 1 ? mc_count : 0)) * np8);
   const float* offs;
   const float* msks;
   int64_t osc, osp, msc, msp;
